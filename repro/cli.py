@@ -1,0 +1,138 @@
+"""`python -m repro check|run|figure|where|data|bench` — what dvc.yaml and the README call.
+
+Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _params(args):
+    from repro.config import load_params
+
+    return load_params(args.params, args.profile)
+
+
+def cmd_check(args) -> int:
+    from repro.data.real import real_dataset_present
+    from repro.data.specs import REAL
+
+    params = _params(args)
+    print(f"params.yaml OK (profile: {params.profile})")
+    for name, exp in params.experiments:
+        counts = exp.schedule.labeled_counts(exp.pool_size())
+        print(f"  {name}: {exp.dataset}, {exp.backbone} x{exp.width:g}, recipe {exp.recipe}, "
+              f"{len(exp.methods)} method(s) x {len(exp.seeds)} seed(s), labeled {counts[0]} -> {counts[-1]} "
+              f"in {len(counts)} stages")
+    print(f"real datasets under {params.data_dir}/:")
+    for name in REAL:
+        present = real_dataset_present(name, Path(params.data_dir))
+        print(f"  {name:<11} {'present' if present else f'absent (python -m repro data download {name})'}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from repro import loop
+
+    params = _params(args)
+    exp = params.experiment(args.experiment)
+    if args.method not in exp.methods:
+        from repro.schema import ConfigError
+
+        raise ConfigError("method", args.method, f"allowed for {args.experiment}: {list(exp.methods)}")
+    seeds = exp.seeds if not args.seeds else tuple(args.seeds)
+    data = loop.load_experiment_data(params, args.experiment)
+    for seed in seeds:
+        rec = loop.run(params, args.experiment, args.method, seed, data=data, progress=not args.quiet)
+        last = rec["stages"][-1]
+        print(f"{args.experiment}/{args.method}/seed{seed}: {last['metric']} {last['value']:.4f} "
+              f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, args.method, seed)}")
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from repro.experiments import get_artifact
+    from repro.report.curves import build_curve_figure
+
+    params = _params(args)
+    png, js = build_curve_figure(params, get_artifact(args.artifact))
+    print(f"wrote {png} and {js}")
+    return 0
+
+
+def cmd_where(args) -> int:
+    params = _params(args)
+    reports = Path(params.reports_dir)
+    print(f"profile: {params.profile}")
+    print(f"figures and tables: {reports.resolve()}/")
+    for p in sorted(reports.rglob("*")):
+        if p.is_file() and p.suffix in (".png", ".json", ".md"):
+            print(f"  {p}")
+    print(f"run records: {Path(params.results_dir).resolve()}/<experiment>/<method>/seed<k>.json")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from repro.data.real import load_real
+
+    params = _params(args)
+    train_x, _, test_x, _ = load_real(args.name, Path(params.data_dir), download=True)
+    print(f"{args.name}: {len(train_x)} train / {len(test_x)} test images under {Path(params.data_dir) / args.name}/")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from repro import bench
+
+    return bench.main(args.what, args.repeats, args.full)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--profile", choices=("smoke", "paper"), help="override params.yaml's profile")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate params.yaml and list the real datasets present").set_defaults(fn=cmd_check)
+    r = sub.add_parser("run", help="run (or resume) every seed of one (experiment, method)")
+    r.add_argument("experiment")
+    r.add_argument("method")
+    r.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+    f = sub.add_parser("figure", help="aggregate run records into reports/<paper>/<name>.{png,json}")
+    f.add_argument("artifact", help="e.g. mcdal/fig3")
+    f.set_defaults(fn=cmd_figure)
+    sub.add_parser("where", help="print where figures, tables and run records are").set_defaults(fn=cmd_where)
+    d = sub.add_parser("data", help="dataset utilities")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("download", help="download a real dataset into data/<name>/ (needs a network)")
+    dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101"))
+    dl.set_defaults(fn=cmd_data)
+    b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
+    b.add_argument("what", choices=("train",))
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--full", action="store_true", help="also the full-width GPU workloads")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repro.data.real import DatasetMissingError
+    from repro.report.runs import RecordError
+    from repro.schema import ConfigError
+    from repro.strategies import BudgetError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"error: params.yaml: {e}", file=sys.stderr)
+    except (DatasetMissingError, BudgetError, RecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted; finished stages are checkpointed, run the same command again to resume", file=sys.stderr)
+        return 130
+    return 2

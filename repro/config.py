@@ -1,0 +1,271 @@
+"""params.yaml -> frozen, validated dataclasses. A bad value is one clear line before any work starts.
+
+Layout of params.yaml: shared `recipes` (training settings), `experiments` (one per paper figure/table
+protocol), and `profiles` whose selected entry is deep-merged over the rest. The base values are the
+papers' settings; `profiles.smoke` shrinks sizes, epochs, widths, seeds and swaps in embedded datasets.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.schema import (
+    Bool, Choice, ConfigError, Float, Int, ListOf, MapOf, Nested, Optional, Str, build, spec,
+)
+
+PROFILES = ("smoke", "paper")
+PAPERS = ("mcdal", "ads", "daal", "mal", "dal")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _methods():
+    from repro.strategies import STRATEGIES
+
+    return STRATEGIES
+
+
+def _datasets():
+    from repro.data.specs import DATASETS
+
+    return DATASETS
+
+
+def _backbones():
+    from repro.models import BACKBONES
+
+    return BACKBONES
+
+
+def _augmentations():
+    from repro.data.augment import AUGMENTATIONS
+
+    return AUGMENTATIONS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """How the task model is trained (the one shared trainer reads only this)."""
+
+    optimizer: str = spec(Choice(("sgd", "adam")))
+    lr: float = spec(Float(0.0, 10.0, lo_open=True))
+    momentum: float = spec(Float(0.0, 1.0, hi_open=True), 0.0)
+    weight_decay: float = spec(Float(0.0, 1.0), 0.0)
+    nesterov: bool = spec(Bool(), False)
+    batch_size: int = spec(Int(1, 65_536))
+    epochs: int = spec(Int(1, 100_000))
+    # None: an epoch is one pass over the labeled set; N: an epoch is N iterations of a cycled labeled stream
+    # (MCDAL's and VAAL's reference codes).
+    epoch_iterations: int | None = spec(Optional(Int(1, 10_000_000)), None)
+    milestones: tuple[int, ...] = spec(ListOf(Int(1, 100_000), unique=True, increasing=True), ())
+    gamma: float = spec(Float(0.0, 1.0, lo_open=True), 0.1)
+    warmup_epochs: int = spec(Int(0, 100_000), 0)
+    augment: tuple[str, ...] = spec(ListOf(Choice(_augmentations), unique=True), ())
+    eval_batch_size: int = spec(Int(1, 1_000_000), 1024)
+    # DAL's reference: hold out a random share of the labeled set, evaluate the best-validation weights
+    # among the epochs after `best_after_epoch`.
+    validation_fraction: float = spec(Float(0.0, 1.0, hi_open=True), 0.0)
+    best_after_epoch: int = spec(Int(0, 100_000), 0)
+    bf16: bool = spec(Bool(), True)  # bf16 autocast on CUDA (numerics only); CPU always trains in fp32
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """Labeled-set sizes per stage: fractions of the pool (MCDAL: 0.10 -> 0.40 by 0.05) or counts (DAL)."""
+
+    initial_fraction: float | None = spec(Optional(Float(0.0, 1.0, lo_open=True)), None)
+    step_fraction: float | None = spec(Optional(Float(0.0, 1.0, lo_open=True)), None)
+    final_fraction: float | None = spec(Optional(Float(0.0, 1.0, lo_open=True)), None)
+    initial_size: int | None = spec(Optional(Int(1)), None)
+    query_size: int | None = spec(Optional(Int(1)), None)
+    queries: int | None = spec(Optional(Int(0, 100_000)), None)
+
+    def labeled_counts(self, pool_size: int, key: str = "schedule") -> tuple[int, ...]:
+        """Labeled-set size at each stage; validates the schedule against the pool."""
+        fr = (self.initial_fraction, self.step_fraction, self.final_fraction)
+        ct = (self.initial_size, self.query_size, self.queries)
+        fr_set, ct_set = [v is not None for v in fr], [v is not None for v in ct]
+        if any(fr_set) == any(ct_set) or (any(fr_set) and not all(fr_set)) or (any(ct_set) and not all(ct_set)):
+            raise ConfigError(
+                key, {k: v for k, v in asdict(self).items() if v is not None},
+                "give either initial_fraction/step_fraction/final_fraction or initial_size/query_size/queries",
+            )
+        if all(fr_set):
+            ini, step, fin = fr
+            if fin < ini:
+                raise ConfigError(f"{key}.final_fraction", fin, f"expected >= initial_fraction ({ini})")
+            n_steps = (fin - ini) / step
+            if abs(n_steps - round(n_steps)) > 1e-6:
+                raise ConfigError(
+                    f"{key}.step_fraction", step, f"expected (final - initial) = {fin - ini:g} to be a multiple of it"
+                )
+            counts = tuple(int(round((ini + i * step) * pool_size)) for i in range(int(round(n_steps)) + 1))
+            if counts[0] < 1:
+                raise ConfigError(f"{key}.initial_fraction", ini, f"gives no labeled example of a pool of {pool_size}")
+            if len(set(counts)) != len(counts):
+                raise ConfigError(f"{key}.step_fraction", step, f"rounds to a zero budget on a pool of {pool_size}")
+        else:
+            ini, q, n = ct
+            counts = tuple(ini + i * q for i in range(n + 1))
+            if counts[-1] > pool_size:
+                raise ConfigError(
+                    f"{key}.query_size", q,
+                    f"initial_size + queries * query_size = {counts[-1]} exceeds the pool of {pool_size}",
+                )
+        if counts[-1] > pool_size:
+            raise ConfigError(key, counts[-1], f"the final labeled size exceeds the pool of {pool_size}")
+        return counts
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """One paper protocol: dataset, backbone, recipe, methods, schedule and seeds."""
+
+    paper: str = spec(Choice(PAPERS))
+    dataset: str = spec(Choice(_datasets))
+    backbone: str = spec(Choice(_backbones))
+    recipe: str = spec(Str())
+    methods: tuple[str, ...] = spec(ListOf(Choice(_methods), min_len=1, unique=True))
+    schedule: Schedule = spec(Nested(Schedule))
+    seeds: tuple[int, ...] = spec(ListOf(Int(0, 2**31 - 1), min_len=1, unique=True))
+    width: float = spec(Float(0.0, 16.0, lo_open=True), 1.0)
+    dropout: float | None = spec(Optional(Float(0.0, 1.0, hi_open=True)), None)
+    train_size: int | None = spec(Optional(Int(1)), None)  # subsample (real) / generate (synthetic) this many
+    test_size: int | None = spec(Optional(Int(1)), None)
+    imbalance: float = spec(Float(0.0, 1.0, lo_open=True), 1.0)  # synthetic only: rarest/most frequent class
+    metric: str = spec(Choice(("accuracy",)), "accuracy")
+
+    def pool_size(self) -> int:
+        from repro.data.specs import get_spec
+
+        full = get_spec(self.dataset).train_size
+        return full if self.train_size is None else min(self.train_size, full) if not self.synthetic else self.train_size
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset.startswith("synthetic-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    profile: str = spec(Choice(PROFILES))
+    device: str = spec(Choice(DEVICES), "auto")
+    data_dir: str = spec(Str(), "data")
+    results_dir: str = spec(Str(), "results")
+    reports_dir: str = spec(Str(), "reports")
+    checkpoint_dir: str = spec(Str(), "checkpoints")
+    recipes: tuple[tuple[str, Recipe], ...] = spec(MapOf(Recipe, min_len=1))
+    experiments: tuple[tuple[str, Experiment], ...] = spec(MapOf(Experiment, min_len=1))
+
+    def recipe(self, name: str) -> Recipe:
+        return dict(self.recipes)[name]
+
+    def experiment(self, name: str) -> Experiment:
+        exps = dict(self.experiments)
+        if name not in exps:
+            raise ConfigError("experiment", name, f"allowed: {sorted(exps)}")
+        return exps[name]
+
+    def run_hash(self, experiment: str) -> str:
+        """SHA-256 of everything that determines a run of `experiment` (its section and its recipe)."""
+        exp = self.experiment(experiment)
+        payload = {"experiment": asdict(exp), "recipe": asdict(self.recipe(exp.recipe))}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def _merge(base: dict, override: dict, path: str) -> dict:
+    """Deep-merge a profile's overrides into the base (unknown keys are caught when the result is built)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        where = f"{path}.{key}"
+        if key in ("profile", "profiles"):
+            raise ConfigError(where, value, "a profile cannot set the profile")
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, where)
+        else:
+            out[key] = value
+    return out
+
+
+def _cross_checks(params: Params) -> None:
+    recipes = dict(params.recipes)
+    for name, rec in params.recipes:
+        key = f"recipes.{name}"
+        if rec.milestones and rec.milestones[-1] > rec.epochs:
+            raise ConfigError(f"{key}.milestones", list(rec.milestones), f"expected epochs <= {rec.epochs}")
+        if rec.warmup_epochs > rec.epochs:
+            raise ConfigError(f"{key}.warmup_epochs", rec.warmup_epochs, f"expected <= epochs ({rec.epochs})")
+        if rec.best_after_epoch >= rec.epochs:
+            raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, f"expected < epochs ({rec.epochs})")
+        if rec.best_after_epoch and rec.validation_fraction == 0:
+            raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, "needs validation_fraction > 0")
+    from repro.data.specs import get_spec
+
+    for name, exp in params.experiments:
+        key = f"experiments.{name}"
+        if exp.recipe not in recipes:
+            raise ConfigError(f"{key}.recipe", exp.recipe, f"allowed: {sorted(recipes)}")
+        if exp.imbalance != 1.0 and not exp.synthetic:
+            raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
+        full = get_spec(exp.dataset)
+        if not exp.synthetic:
+            for k, cap in (("train_size", full.train_size), ("test_size", full.test_size)):
+                v = getattr(exp, k)
+                if v is not None and v > cap:
+                    raise ConfigError(f"{key}.{k}", v, f"expected at most {cap} ({exp.dataset} has {cap})")
+        if exp.backbone == "lenet" and min(full.height, full.width) < 10:
+            raise ConfigError(f"{key}.backbone", exp.backbone, f"LeNet needs images >= 10x10; {exp.dataset} is smaller")
+        counts = exp.schedule.labeled_counts(exp.pool_size(), f"{key}.schedule")
+        rec = recipes[exp.recipe]
+        if rec.validation_fraction and math.floor(counts[0] * rec.validation_fraction) < 1:
+            raise ConfigError(
+                f"recipes.{exp.recipe}.validation_fraction", rec.validation_fraction,
+                f"holds out no example of the {counts[0]} initially labeled in {key}",
+            )
+
+
+def parse_params(raw: Any, profile: str | None = None) -> Params:
+    """Validate a params mapping (as loaded from YAML) in full and return the resolved Params."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml", raw, "expected a mapping at the top level")
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    if profile is not None:
+        raw["profile"] = profile
+    chosen = Choice(PROFILES)("profile", raw.get("profile"))
+    if not isinstance(profiles, dict):
+        raise ConfigError("profiles", profiles, "expected a mapping profile name -> overrides")
+    for name in profiles:
+        Choice(PROFILES)(f"profiles.{name}", name)
+    override = profiles.get(chosen) or {}
+    if not isinstance(override, dict):
+        raise ConfigError(f"profiles.{chosen}", override, "expected a mapping of overrides")
+    for name, section in (override.get("experiments") or {}).items():
+        if isinstance(section, dict) and "methods" in section:
+            raise ConfigError(
+                f"profiles.{chosen}.experiments.{name}.methods", section["methods"],
+                f"a profile cannot change methods (dvc.yaml makes one stage per method); edit experiments.{name}.methods",
+            )
+    merged = _merge(raw, override, f"profiles.{chosen}")
+    params = build(Params, merged, "")
+    _cross_checks(params)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("params.yaml", str(path), "file not found; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise ConfigError(str(path), f"line {line + 1 if line is not None else '?'}", f"not valid YAML ({e.problem if hasattr(e, 'problem') else e})") from None
+    return parse_params(raw, profile)

@@ -1,0 +1,85 @@
+"""Datasets as tensors on the training device: uint8 images (N, C, H, W) and int64 labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repro.data.real import load_real
+from repro.data.specs import DatasetSpec, get_spec
+from repro.data.synthetic import make_synthetic
+
+
+@dataclass
+class ImageData:
+    """A train/test split held as tensors. `train_x` is the active-learning pool."""
+
+    spec: DatasetSpec
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+    def __post_init__(self):
+        for name in ("train_x", "test_x"):
+            t = getattr(self, name)
+            if t.dtype != torch.uint8 or t.dim() != 4 or tuple(t.shape[1:]) != self.spec.shape:
+                raise ValueError(f"{name} must be uint8 of shape (N, *{self.spec.shape}), got {t.dtype} {tuple(t.shape)}")
+        if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
+            raise ValueError("images and labels differ in length")
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.train_y)
+
+    def to(self, device) -> ImageData:
+        return ImageData(self.spec, *(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy((d.images * (255.0 / 16.0)).round().astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.from_numpy(np.random.default_rng(8).permutation(len(y)))
+    spec = get_spec("digits")
+    tr, te = perm[: spec.train_size], perm[spec.train_size :]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _subsample(x, y, n: int | None, salt: int):
+    """A fixed seeded subset of n examples (sorted indices), or all when n is None or >= len."""
+    if n is None or n >= len(y):
+        return x, y
+    idx = np.sort(np.random.default_rng(salt).permutation(len(y))[:n])
+    idx_t = torch.from_numpy(idx)
+    return x[idx_t], y[idx_t]
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path | str = "data",
+    train_size: int | None = None,
+    test_size: int | None = None,
+    imbalance: float = 1.0,
+    device="cpu",
+) -> ImageData:
+    """Load `name` onto `device`. Real data are subsampled (fixed seed) to train/test_size when given;
+    synthetic data are generated at exactly those sizes (default: the real dataset's sizes)."""
+    spec = get_spec(name)
+    if name.startswith("synthetic-"):
+        parts = make_synthetic(spec, train_size or spec.train_size, test_size or spec.test_size, imbalance=imbalance)
+    else:
+        parts = _digits() if name == "digits" else load_real(name, Path(data_dir))
+        tx, ty = _subsample(parts[0], parts[1], train_size, salt=1)
+        vx, vy = _subsample(parts[2], parts[3], test_size, salt=2)
+        parts = (tx, ty, vx, vy)
+    return ImageData(spec, *parts).to(device)

@@ -1,0 +1,104 @@
+"""Real datasets from data/<name>/ via torchvision. Downloads happen only on `python -m repro data download`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repro.data.specs import REAL
+
+
+class DatasetMissingError(RuntimeError):
+    """A real dataset is not under its root; the message says what to run or where to put the files."""
+
+
+def _missing(name: str, root: Path, expected: str) -> DatasetMissingError:
+    return DatasetMissingError(
+        f"dataset {name!r} not found under {root}/ (expected {expected}): run `python -m repro data download {name}` "
+        f"or place the files there (see data/README.md)"
+    )
+
+
+def _cifar(name: str, root: Path, download: bool):
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    if not download and not (root / folder).is_dir():
+        raise _missing(name, root, folder)
+    out = []
+    for train in (True, False):
+        ds = cls(str(root), train=train, download=download)
+        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+        out += [x, torch.as_tensor(ds.targets, dtype=torch.long)]
+    return tuple(out)
+
+
+def _mnist_torchvision(root: Path, download: bool):
+    from torchvision import datasets
+
+    if not download and not (root / "MNIST" / "raw").is_dir():
+        raise _missing("mnist", root, "MNIST/raw/*-ubyte files")
+    out = []
+    for train in (True, False):
+        ds = datasets.MNIST(str(root), train=train, download=download)
+        out += [ds.data.unsqueeze(1).contiguous().to(torch.uint8), ds.targets.long()]
+    return tuple(out)
+
+
+def _caltech101(root: Path, download: bool, size: int = 64):
+    from torchvision import datasets, transforms
+
+    if not download and not (root / MARKERS["caltech101"]).is_dir():
+        raise _missing("caltech101", root, "caltech101/101_ObjectCategories")
+    ds = datasets.Caltech101(str(root), target_type="category", download=download)
+    resize = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
+    xs, ys = [], []
+    for i in range(len(ds)):
+        img, y = ds[i]
+        xs.append(resize(img.convert("RGB")))
+        ys.append(y)
+    x, y = torch.stack(xs), torch.as_tensor(ys, dtype=torch.long)
+    # Seeded stratified 80/20 split: the first 80% of each class's seeded permutation trains.
+    rng = np.random.default_rng(101)
+    train_idx, test_idx = [], []
+    for c in range(int(y.max()) + 1):
+        idx = rng.permutation(np.flatnonzero(y.numpy() == c))
+        cut = int(round(0.8 * len(idx)))
+        train_idx += idx[:cut].tolist()
+        test_idx += idx[cut:].tolist()
+    tr, te = torch.as_tensor(sorted(train_idx)), torch.as_tensor(sorted(test_idx))
+    return x[tr], y[tr], x[te], y[te]
+
+
+LOADERS = {
+    "cifar10": lambda root, dl: _cifar("cifar10", root, dl),
+    "cifar100": lambda root, dl: _cifar("cifar100", root, dl),
+    "mnist": _mnist_torchvision,
+    "caltech101": _caltech101,
+}
+
+
+def load_real(name: str, data_dir: Path, download: bool = False):
+    """(train_x uint8 NCHW, train_y int64, test_x, test_y) of a real dataset from data_dir/<name>/."""
+    if name not in REAL:
+        raise KeyError(f"unknown real dataset {name!r}; allowed: {sorted(REAL)}")
+    root = Path(data_dir) / name
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    return LOADERS[name](root, download)
+
+
+MARKERS = {
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "mnist": "MNIST/raw",
+    "caltech101": "caltech101",
+}
+
+
+def real_dataset_present(name: str, data_dir: Path) -> bool:
+    """Whether data_dir/<name>/ holds the files the loader reads (no loading)."""
+    return (Path(data_dir) / name / MARKERS[name]).exists()

@@ -1,0 +1,60 @@
+"""What each dataset looks like: shape, classes, split sizes, normalisation. Real and embedded alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+# MCDAL's reference normalises CIFAR-10 with the CIFAR-100 constants (REFERENCE.md section 1, 13).
+CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
+CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    channels: int
+    height: int
+    width: int
+    num_classes: int
+    train_size: int
+    test_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    real: bool  # True: loaded from data/<name>/; False: embedded (ships with the code or its deps)
+    stand_in_for: str | None = None  # embedded stand-ins name the real dataset they mimic
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+REAL = {
+    "cifar10": DatasetSpec("cifar10", 3, 32, 32, 10, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True),
+    "cifar100": DatasetSpec("cifar100", 3, 32, 32, 100, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True),
+    # DAL feeds x/255 without mean/std normalisation (REFERENCE.md section 9).
+    "mnist": DatasetSpec("mnist", 1, 28, 28, 10, 60_000, 10_000, (0.0,), (1.0,), True),
+    # Caltech-101 has no official split: a seeded stratified 80/20 split of the 8,677 object images
+    # (background class excluded), resized to 64x64 (choice recorded in data/README.md).
+    "caltech101": DatasetSpec("caltech101", 3, 64, 64, 101, 6_941, 1_736, IMAGENET_MEAN, IMAGENET_STD, True),
+}
+
+EMBEDDED = {
+    # scikit-learn's bundled 8x8 handwritten digits (real data; stand-in for MNIST). Pixels 0..16 scaled to 0..255.
+    "digits": DatasetSpec("digits", 1, 8, 8, 10, 1_437, 360, (0.0,), (1.0,), False, "mnist"),
+}
+for _name, _spec in REAL.items():
+    EMBEDDED[f"synthetic-{_name}"] = DatasetSpec(
+        f"synthetic-{_name}", _spec.channels, _spec.height, _spec.width, _spec.num_classes,
+        _spec.train_size, _spec.test_size, _spec.mean, _spec.std, False, _name,
+    )
+
+DATASETS: dict[str, DatasetSpec] = {**REAL, **EMBEDDED}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; allowed: {sorted(DATASETS)}") from None

@@ -1,0 +1,166 @@
+"""The active-learning loop: stages of train -> evaluate -> query -> label, with a record and a checkpoint.
+
+A run is (experiment, method, seed). After every finished stage a checkpoint (outside DVC's declared outs)
+stores what the next stage needs, so a killed run resumes from its last finished stage and reaches the same
+record (timings and provenance aside). Every random choice is seeded by (seed, stage, purpose).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from repro.config import Params
+from repro.data.augment import Augmenter
+from repro.data.datasets import ImageData, load_dataset
+from repro.data.pool import ActivePool, indices_sha256
+from repro.models import build_model
+from repro.records import atomic_write_json, code_sha256, provenance
+from repro.strategies import QueryContext, build_strategy
+from repro.train import accuracy, fit, resolve_device
+
+TIMING_KEYS = ("train_seconds", "query_seconds")
+
+
+class StopAfterStage(RuntimeError):
+    """Raised (tests only) to simulate a run killed right after a stage's checkpoint."""
+
+
+def stage_seed(seed: int, stage: int, purpose: str) -> int:
+    return zlib.crc32(f"{seed}:{stage}:{purpose}".encode()) & 0x7FFFFFFF
+
+
+def load_experiment_data(params: Params, experiment: str, device=None) -> ImageData:
+    exp = params.experiment(experiment)
+    device = device or resolve_device(params.device)
+    return load_dataset(exp.dataset, params.data_dir, exp.train_size, exp.test_size, exp.imbalance, device)
+
+
+def record_path(params: Params, experiment: str, method: str, seed: int) -> Path:
+    return Path(params.results_dir) / experiment / method / f"seed{seed}.json"
+
+
+def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> Path:
+    return Path(params.checkpoint_dir) / experiment / method / f"seed{seed}"
+
+
+def _run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
+    return {"experiment": experiment, "method": method, "seed": seed,
+            "params_sha256": params.run_hash(experiment), "code_sha256": code_sha256()}
+
+
+def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    import json
+
+    state_file = ckpt / "state.json"
+    if not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("key") != key:  # params or code changed: the old progress does not apply
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return None
+    return state
+
+
+def run(
+    params: Params,
+    experiment: str,
+    method: str,
+    seed: int,
+    data: ImageData | None = None,
+    progress: bool = True,
+    stop_after_stage: int | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one active-learning run and write its record; returns the record."""
+    exp = params.experiment(experiment)
+    if method not in exp.methods:
+        raise ValueError(f"method {method!r} is not in experiments.{experiment}.methods {list(exp.methods)}")
+    recipe = params.recipe(exp.recipe)
+    device = resolve_device(params.device)
+    data = data if data is not None else load_experiment_data(params, experiment, device)
+    counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
+    strategy = build_strategy(method)
+    augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
+    key = _run_key(params, experiment, method, seed)
+    ckpt = checkpoint_dir(params, experiment, method, seed)
+    out = record_path(params, experiment, method, seed)
+
+    state = _load_checkpoint(ckpt, key)
+    if state is None:
+        pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)
+        state = {"key": key, "next_stage": 0, "stages": [], "labeled": pool.labeled.tolist(),
+                 "initial_pool_sha256": pool.sha256(), "pending": {"selected_sha256": pool.sha256(),
+                                                                    "selected": counts[0], "query_seconds": 0.0}}
+    pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
+    model = None
+    if state["next_stage"] > 0 and not strategy.reinit_each_stage:
+        model = _build(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
+        model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
+
+    bar = tqdm(range(state["next_stage"], len(counts)), desc=f"{experiment}/{method}/seed{seed}", unit="stage",
+               disable=not progress, initial=state["next_stage"], total=len(counts))
+    for stage in bar:
+        if pool.n_labeled != counts[stage]:
+            raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
+        if model is None or strategy.reinit_each_stage:
+            model = _build(exp, data, stage_seed(seed, stage, "init")).to(data.train_x.device)
+        t0 = time.perf_counter()
+        fit(model, data, pool.labeled, recipe, stage_seed(seed, stage, "train"), hook=strategy.training_hook(),
+            unlabeled=pool.unlabeled, progress=f"stage {stage} train" if progress else None)
+        value = accuracy(model, data.test_x, data.test_y, None, augmenter, recipe.eval_batch_size, recipe.bf16)
+        train_seconds = time.perf_counter() - t0
+        state["stages"].append({
+            "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
+            "metric": exp.metric, "value": value, **state["pending"], "labeled_sha256": pool.sha256(),
+            "train_seconds": train_seconds,
+        })
+        bar.set_postfix(acc=f"{value:.3f}")
+        state["pending"] = None
+        if stage + 1 < len(counts):
+            ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage)
+            t0 = time.perf_counter()
+            picked = np.asarray(strategy.query(ctx, counts[stage + 1] - counts[stage]), dtype=np.int64)
+            query_seconds = time.perf_counter() - t0
+            pool.label(picked)
+            state["pending"] = {"selected_sha256": indices_sha256(picked), "selected": len(picked),
+                                "query_seconds": query_seconds}
+        state["next_stage"] = stage + 1
+        state["labeled"] = pool.labeled.tolist()
+        if not strategy.reinit_each_stage:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), ckpt / "model.pt.tmp")
+            (ckpt / "model.pt.tmp").replace(ckpt / "model.pt")
+        atomic_write_json(ckpt / "state.json", state)
+        if stop_after_stage is not None and stage >= stop_after_stage:
+            raise StopAfterStage(f"stopped after stage {stage}")
+    record = {
+        "experiment": experiment, "method": method, "seed": seed, "paper": exp.paper, "profile": params.profile,
+        "dataset": exp.dataset, "backbone": exp.backbone, "pool_size": data.pool_size,
+        "test_size": len(data.test_y), "initial_pool_sha256": state["initial_pool_sha256"],
+        "stages": state["stages"],
+        "provenance": provenance(data.train_x.device, key["params_sha256"],
+                                 {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir}),
+    }
+    atomic_write_json(out, record)
+    return record
+
+
+def _build(exp, data: ImageData, init_seed: int):
+    torch.manual_seed(init_seed)
+    spec = data.spec
+    return build_model(exp.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), exp.width,
+                       exp.dropout)
+
+
+def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without what may differ between identical runs (timings, provenance)."""
+    out = {k: v for k, v in record.items() if k != "provenance"}
+    out["stages"] = [{k: v for k, v in s.items() if k not in TIMING_KEYS} for s in record["stages"]]
+    return out

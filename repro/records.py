@@ -1,0 +1,87 @@
+"""Run records: atomic writes, provenance, and the code fingerprint that keys checkpoints."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write via a temp file in the same directory + rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def code_sha256() -> str:
+    """Fingerprint of the package's source (every .py under repro/): a code change invalidates checkpoints."""
+    h = hashlib.sha256()
+    for p in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(str(p.relative_to(PACKAGE_DIR)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=PACKAGE_DIR, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def provenance(device, params_sha256: str, paths: dict[str, str]) -> dict[str, Any]:
+    """Everything that may differ between two identical runs (and helps tell why)."""
+    import numpy
+    import torch
+
+    try:
+        import torchvision
+
+        tv = torchvision.__version__
+    except ImportError:
+        tv = None
+    dev_name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else platform.processor() or "cpu"
+    return {
+        "git": git_commit(),
+        "code_sha256": code_sha256(),
+        "params_sha256": params_sha256,
+        "packages": {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": tv,
+                     "numpy": numpy.__version__},
+        "device": {"type": getattr(device, "type", str(device)), "name": dev_name,
+                   "torch_threads": torch.get_num_threads()},
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "paths": paths,
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

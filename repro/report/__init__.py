@@ -1,0 +1,1 @@
+"""Aggregation of run records into figures, tables and the audit."""

@@ -1,0 +1,257 @@
+"""The one shared trainer: epochs, batching, optimizers and schedules, mixed precision, channels_last,
+device placement and evaluation. Methods extend it through a `TrainingHook`, never by copying the loop.
+
+Speed rules (PERFORMANCE.md): the dataset stays on the device as uint8; batches are index tensors drawn
+on the device; augmentation is batched on the device; losses accumulate on the device and are read once
+per epoch (never a host sync per step); bf16 autocast + channels_last on CUDA, fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.config import Recipe
+from repro.data.augment import Augmenter
+from repro.data.datasets import ImageData
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but no CUDA device is visible; use device: auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; a no-op on CPU (CPU paths train in fp32)."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class BatchStream:
+    """Endless shuffled batches of `indices` (a device tensor), reshuffled every pass.
+
+    drop_last=False: every pass yields ceil(n/B) batches, the last one partial (torchvision's default).
+    drop_last=True: floor(n/B) full batches per pass (a cycled loader with drop_last, as MCDAL's reference).
+    """
+
+    def __init__(self, indices: torch.Tensor, batch_size: int, gen: torch.Generator, drop_last: bool = False):
+        if indices.numel() == 0:
+            raise ValueError("cannot draw batches from an empty index set")
+        self.indices, self.batch_size, self.gen = indices, batch_size, gen
+        self.drop_last = drop_last and indices.numel() >= batch_size
+        self._batches: list[torch.Tensor] = []
+
+    def pass_batches(self) -> list[torch.Tensor]:
+        """One reshuffled pass over the indices, split into batches (no host sync: sizes are static)."""
+        perm = self.indices[torch.randperm(self.indices.numel(), generator=self.gen, device=self.indices.device)]
+        batches = list(perm.split(self.batch_size))
+        if self.drop_last and batches[-1].numel() < self.batch_size:
+            batches.pop()
+        return batches
+
+    def next(self) -> torch.Tensor:
+        if not self._batches:
+            self._batches = self.pass_batches()[::-1]
+        return self._batches.pop()
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    seconds: float
+    final_loss: float
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+
+
+class TrainContext:
+    """What a hook sees: device, augmentation, optimizers on the shared LR schedule, the unlabeled stream."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, augmenter: Augmenter, gen: torch.Generator,
+                 device: torch.device, data: ImageData):
+        self.model, self.recipe, self.augmenter, self.gen, self.device, self.data = (
+            model, recipe, augmenter, gen, device, data,
+        )
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.task_optimizer = self.make_optimizer(model.parameters())
+        self.unlabeled_stream: BatchStream | None = None
+        self.epoch = 0
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        """An optimizer of the recipe's kind whose learning rate follows the recipe's schedule."""
+        r = self.recipe
+        if r.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay,
+                                  nesterov=r.nesterov)
+        else:
+            opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+        self.optimizers.append(opt)
+        return opt
+
+    def autocast(self):
+        return autocast(self.device, self.recipe.bf16)
+
+    def prepare(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
+        """Raw uint8 batch -> augmented (train) or plain (eval), normalized float batch in the device layout."""
+        x = self.augmenter.train(images, self.gen) if train else self.augmenter.eval(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def next_unlabeled(self) -> torch.Tensor:
+        """The next augmented unlabeled batch (hooks that set `uses_unlabeled`)."""
+        if self.unlabeled_stream is None:
+            raise RuntimeError("this hook did not declare uses_unlabeled, or the unlabeled pool is empty")
+        return self.prepare(self.data.train_x[self.unlabeled_stream.next()])
+
+    def default_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on the labeled batch, one step of the task optimizer; returns the detached loss."""
+        with self.autocast():
+            loss = F.cross_entropy(self.model(x).logits.float(), y)
+        self.task_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.task_optimizer.step()
+        return loss.detach()
+
+
+class TrainingHook:
+    """How a method extends training: its own modules and optimizers (`setup`), its own step (`training_step`).
+
+    Set `uses_unlabeled = True` to get `ctx.next_unlabeled()` batches. The default is plain supervised CE.
+    """
+
+    uses_unlabeled: bool = False
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Create method modules on ctx.device and their optimizers with ctx.make_optimizer (shared schedule)."""
+
+    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ctx.default_step(x, y)
+
+
+def learning_rate(recipe: Recipe, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
+    """Multi-step decay per epoch (gamma at each milestone epoch, 0-indexed as MultiStepLR stepped per epoch),
+    with a per-iteration linear warm-up over the first `warmup_epochs` (lr * t / T, t = 1..T)."""
+    if epoch < recipe.warmup_epochs:
+        total = recipe.warmup_epochs * steps_per_epoch
+        return recipe.lr * (epoch * steps_per_epoch + step_in_epoch + 1) / total
+    decays = sum(1 for m in recipe.milestones if m <= epoch)
+    return recipe.lr * recipe.gamma**decays
+
+
+def _split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if fraction <= 0:
+        return labeled, labeled[:0]
+    perm = np.random.default_rng([seed, 7]).permutation(labeled)
+    n_val = int(math.floor(len(labeled) * fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def fit(
+    model: nn.Module,
+    data: ImageData,
+    labeled: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    hook: TrainingHook | None = None,
+    unlabeled: np.ndarray | None = None,
+    progress: str | None = None,
+) -> TrainResult:
+    """Train `model` (already on data's device) on the labeled indices with `recipe`; returns a summary.
+
+    With `recipe.validation_fraction`, a seeded share of the labeled set is held out and the weights of the
+    best validation epoch after `best_after_epoch` are loaded back at the end (DAL's reference protocol).
+    """
+    from tqdm.auto import tqdm
+
+    hook = hook or TrainingHook()
+    device = data.train_x.device
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    torch.manual_seed(int(seed))  # dropout masks inside the model
+    augmenter = Augmenter(recipe.augment, data.spec.mean, data.spec.std, device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    ctx = TrainContext(model, recipe, augmenter, gen, device, data)
+    hook.setup(ctx)
+    train_idx, val_idx = _split_validation(np.asarray(labeled), recipe.validation_fraction, seed)
+    stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, gen,
+                         drop_last=recipe.epoch_iterations is not None)
+    if hook.uses_unlabeled and unlabeled is not None and len(unlabeled):
+        ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size, gen,
+                                           drop_last=recipe.epoch_iterations is not None)
+    val_t = torch.as_tensor(val_idx, device=device)
+    best_acc, best_epoch, best_state = -1.0, None, None
+    start, steps, loss_value = time.perf_counter(), 0, float("nan")
+    bar = tqdm(range(recipe.epochs), desc=progress, leave=False, disable=progress is None, unit="ep")
+    for epoch in bar:
+        ctx.epoch = epoch
+        model.train()
+        batches = (
+            stream.pass_batches() if recipe.epoch_iterations is None
+            else [stream.next() for _ in range(recipe.epoch_iterations)]
+        )
+        loss_sum = torch.zeros((), device=device)
+        for i, idx in enumerate(batches):
+            lr = learning_rate(recipe, epoch, i, len(batches))
+            for opt in ctx.optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            x = ctx.prepare(data.train_x[idx])
+            loss_sum += hook.training_step(ctx, x, data.train_y[idx])
+        steps += len(batches)
+        if val_t.numel() and epoch >= recipe.best_after_epoch:
+            acc = accuracy(model, data.train_x, data.train_y, val_t, augmenter, recipe.eval_batch_size, recipe.bf16)
+            if acc > best_acc:
+                best_acc, best_epoch = acc, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        if progress is not None or epoch == recipe.epochs - 1:
+            loss_value = float(loss_sum) / max(1, len(batches))  # one host sync per epoch
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(recipe.epochs, steps, time.perf_counter() - start, loss_value,
+                       best_epoch, best_acc if best_state is not None else None)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    indices: torch.Tensor | np.ndarray | None,
+    augmenter: Augmenter,
+    batch_size: int = 1024,
+    bf16: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits fp32, features fp32) of images[indices] in eval mode, in large batches, on the device."""
+    device = images.device
+    idx = torch.arange(len(images), device=device) if indices is None else torch.as_tensor(indices, device=device)
+    model.eval()
+    logits, feats = [], []
+    for chunk in idx.split(batch_size):
+        x = augmenter.eval(images[chunk])
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            out = model(x)
+        logits.append(out.logits.float())
+        feats.append(out.features.float())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def accuracy(model, images, labels, indices, augmenter, batch_size=1024, bf16=True) -> float:
+    """Top-1 accuracy of images[indices] (all when None): one host sync."""
+    idx = torch.arange(len(labels), device=labels.device) if indices is None else torch.as_tensor(indices, device=labels.device)
+    logits, _ = predict(model, images, idx, augmenter, batch_size, bf16)
+    return float((logits.argmax(1) == labels[idx]).float().mean())
