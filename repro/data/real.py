@@ -21,19 +21,35 @@ def _missing(name: str, root: Path, expected: str) -> DatasetMissingError:
     )
 
 
-def _cifar(name: str, root: Path, download: bool):
-    from torchvision import datasets
+CIFAR_FILES = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
 
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-    if not download and not (root / folder).is_dir():
-        raise _missing(name, root, folder)
-    out = []
-    for train in (True, False):
-        ds = cls(str(root), train=train, download=download)
-        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
-        out += [x, torch.as_tensor(ds.targets, dtype=torch.long)]
-    return tuple(out)
+
+def _read_cifar_batches(folder: Path, files: list[str], label_key: bytes):
+    """The python-pickle CIFAR batches: b'data' (N, 3072) uint8 rows, labels under `label_key`."""
+    import pickle
+
+    xs, ys = [], []
+    for name in files:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(batch[label_key])
+    return torch.from_numpy(np.concatenate(xs)), torch.as_tensor(ys, dtype=torch.long)
+
+
+def _cifar(name: str, root: Path, download: bool):
+    folder, train_files, test_files, label_key = CIFAR_FILES[name]
+    if download:  # torchvision fetches and checks the archive; reading is ours (testable on small files)
+        from torchvision import datasets
+
+        (datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)(str(root), train=True, download=True)
+    if not all((root / folder / f).is_file() for f in train_files + test_files):
+        raise _missing(name, root, f"{folder}/ with {', '.join(train_files + test_files)}")
+    return (*_read_cifar_batches(root / folder, train_files, label_key),
+            *_read_cifar_batches(root / folder, test_files, label_key))
 
 
 def _mnist_torchvision(root: Path, download: bool):

@@ -1,0 +1,129 @@
+"""params.yaml validation: every bad value is one clear line naming the key, the value and what is allowed."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from repro.config import load_params, parse_params
+from repro.schema import ConfigError
+
+from .conftest import ROOT
+
+
+def test_project_params_validate_in_both_profiles():
+    for profile in ("smoke", "paper"):
+        params = load_params(ROOT / "params.yaml", profile)
+        assert params.profile == profile
+        assert params.experiment("mcdal_fig3").methods
+
+
+def test_smoke_profile_overrides_paper_values():
+    smoke, paper = load_params(ROOT / "params.yaml", "smoke"), load_params(ROOT / "params.yaml", "paper")
+    assert paper.experiment("mcdal_fig3").dataset == "cifar10"
+    assert smoke.experiment("mcdal_fig3").dataset.startswith("synthetic-")
+    assert paper.recipe("mcdal_cifar").epochs == 99 and paper.recipe("mcdal_cifar").epoch_iterations == 390
+
+
+def _set(d, path, value):
+    keys = path.split(".")
+    for k in keys[:-1]:
+        d = d[k]
+    if value is _DELETE:
+        del d[keys[-1]]
+    else:
+        d[keys[-1]] = value
+
+
+_DELETE = object()
+E = "experiments.mcdal_fig3"
+R = "recipes.mcdal_cifar"
+
+BAD = [
+    # (path, value, key named in the message, text expected in the message)
+    ("profile", "fast", "profile", "allowed: ['paper', 'smoke']"),
+    (f"{E}.methods", ["random", "entrpy"], f"{E}.methods[1]", "allowed:"),
+    (f"{E}.dataset", "cifar11", f"{E}.dataset", "allowed:"),
+    (f"{E}.backbone", "resnet19", f"{E}.backbone", "allowed:"),
+    (f"{E}.seeds", [0, 1.5], f"{E}.seeds[1]", "integer"),
+    (f"{E}.seeds", [0, "a"], f"{E}.seeds[1]", "integer"),
+    (f"{E}.seeds", [1, 1], f"{E}.seeds", "duplicates"),
+    (f"{R}.lr", -0.1, f"{R}.lr", "number in (0.0"),
+    (f"{R}.lr", "0.1x", f"{R}.lr", "number"),
+    (f"{R}.batch_size", 0, f"{R}.batch_size", "integer in [1"),
+    (f"{R}.epochs", 2.5, f"{R}.epochs", "integer"),
+    (f"{R}.augment", ["crop", "cutout"], f"{R}.augment[1]", "allowed:"),
+    (f"{R}.optimizer", "lamb", f"{R}.optimizer", "allowed: ['adam', 'sgd']"),
+    (f"{R}.milestones", [60, 30], f"{R}.milestones", "increasing"),
+    (f"{R}.momentum", 1.5, f"{R}.momentum", "[0.0, 1.0)"),
+    (f"{R}.nesterov", "yes", f"{R}.nesterov", "true or false"),
+    (f"{R}.lr_typo", 0.1, f"{R}.lr_typo", "unknown key"),
+    (f"{E}.schedule.final_fraction", 1.2, f"{E}.schedule.final_fraction", "(0.0, 1.0]"),
+    (f"{E}.schedule.initial_fraction", -0.1, f"{E}.schedule.initial_fraction", "(0.0, 1.0]"),
+    (f"{E}.schedule.initial_fraction", 0.5, f"{E}.schedule.final_fraction", ">= initial_fraction"),
+    (f"{E}.schedule.step_fraction", 0.07, f"{E}.schedule.step_fraction", "multiple"),
+    (f"{E}.schedule", {"initial_size": 5000, "query_size": 0, "queries": 3}, f"{E}.schedule.query_size", "[1"),
+    (f"{E}.schedule", {"initial_size": 40000, "query_size": 5000, "queries": 3}, f"{E}.schedule.query_size", "exceeds the pool"),
+    (f"{E}.schedule", {"initial_size": 100, "step_fraction": 0.1}, f"{E}.schedule", "either"),
+    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['mcdal_cifar']"),
+    (f"{E}.width", 0, f"{E}.width", "(0.0, 16.0]"),
+    (f"{E}.train_size", 60000, f"{E}.train_size", "at most 50000"),
+    (f"{E}.seeds", _DELETE, f"{E}.seeds", "required"),
+    ("device", "tpu", "device", "allowed:"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,allowed", BAD, ids=[f"{i}-{b[0]}" for i, b in enumerate(BAD)])
+def test_bad_value_is_one_clear_error(base_params, path, value, key, allowed):
+    raw = copy.deepcopy(base_params)
+    raw["profile"] = "paper"
+    _set(raw, path, value)
+    with pytest.raises(ConfigError) as exc:
+        parse_params(raw)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{key} = "), msg
+    assert allowed in msg, msg
+
+
+def test_profile_cannot_change_methods(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["profiles"]["smoke"]["experiments"]["mcdal_fig3"]["methods"] = ["random"]
+    with pytest.raises(ConfigError, match="cannot change methods"):
+        parse_params(raw, "smoke")
+
+
+def test_profile_override_with_bad_key_is_caught(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["profiles"]["smoke"]["recipes"]["mcdal_cifar"]["epochz"] = 3
+    with pytest.raises(ConfigError, match=r"recipes.mcdal_cifar.epochz = 3 .*unknown key"):
+        parse_params(raw, "smoke")
+
+
+def test_budget_larger_than_pool_in_smoke(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["experiments"]["mcdal_fig3"]["schedule"] = {"initial_size": 100, "query_size": 1000, "queries": 2}
+    with pytest.raises(ConfigError, match="exceeds the pool of 2000"):
+        parse_params(raw, "smoke")
+
+
+def test_cli_check_prints_one_line_and_exits_nonzero(tmp_path, base_params):
+    raw = copy.deepcopy(base_params)
+    raw["recipes"]["mcdal_cifar"]["momentum"] = -5
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "repro", "--params", str(bad), "check"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "recipes.mcdal_cifar.momentum = -5" in lines[0]
+
+
+def test_cli_check_lists_datasets(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "repro", "check"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("cifar10", "cifar100", "mnist", "caltech101"):
+        assert name in proc.stdout

@@ -1,0 +1,89 @@
+"""The active-learning loop end to end: records, pool identity, kill-and-resume reproducibility."""
+
+import json
+
+import numpy as np
+import pytest
+
+from repro import loop
+from repro.config import parse_params
+from repro.data.pool import ActivePool
+from repro.strategies import STRATEGIES, BudgetError, QueryContext, build_strategy
+
+from .conftest import tiny_params
+
+
+def test_tiny_run_writes_a_complete_record(tmp_path):
+    params = parse_params(tiny_params(tmp_path))
+    rec = loop.run(params, "tiny", "entropy", 0, progress=False)
+    path = loop.record_path(params, "tiny", "entropy", 0)
+    assert json.loads(path.read_text())["stages"] == rec["stages"]
+    assert [s["labeled"] for s in rec["stages"]] == [20, 40, 60]
+    assert [round(s["labeled_fraction"], 3) for s in rec["stages"]] == [0.1, 0.2, 0.3]
+    for s in rec["stages"]:
+        assert 0 <= s["value"] <= 1 and s["metric"] == "accuracy"
+        assert len(s["selected_sha256"]) == 64 and s["train_seconds"] > 0 and s["query_seconds"] >= 0
+    assert rec["stages"][0]["selected_sha256"] == rec["initial_pool_sha256"]
+    prov = rec["provenance"]
+    assert {"git", "packages", "device", "host", "paths", "started_at", "params_sha256", "code_sha256"} <= set(prov)
+
+
+def test_methods_share_the_initial_pool(tmp_path):
+    params = parse_params(tiny_params(tmp_path))
+    a = loop.run(params, "tiny", "random", 1, progress=False)
+    b = loop.run(params, "tiny", "entropy", 1, progress=False)
+    assert a["initial_pool_sha256"] == b["initial_pool_sha256"]
+    assert a["stages"][1]["selected_sha256"] != b["stages"][1]["selected_sha256"]
+
+
+def test_killed_run_resumes_to_the_same_record(tmp_path):
+    params = parse_params(tiny_params(tmp_path / "a"))
+    full = loop.run(params, "tiny", "entropy", 0, progress=False)
+    params_b = parse_params(tiny_params(tmp_path / "b"))
+    with pytest.raises(loop.StopAfterStage):
+        loop.run(params_b, "tiny", "entropy", 0, progress=False, stop_after_stage=0)
+    assert not loop.record_path(params_b, "tiny", "entropy", 0).exists()
+    state = json.loads((loop.checkpoint_dir(params_b, "tiny", "entropy", 0) / "state.json").read_text())
+    assert state["next_stage"] == 1
+    resumed = loop.run(params_b, "tiny", "entropy", 0, progress=False)
+    assert loop.strip_volatile(resumed) == loop.strip_volatile(full)
+
+
+def test_changed_params_discard_old_checkpoint(tmp_path):
+    raw = tiny_params(tmp_path)
+    params = parse_params(raw)
+    with pytest.raises(loop.StopAfterStage):
+        loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
+    raw["recipes"]["tiny"]["lr"] = 0.01
+    rec = loop.run(parse_params(raw), "tiny", "random", 0, progress=False)
+    assert len(rec["stages"]) == 3  # started over, all stages trained with the new params
+
+
+def test_method_not_in_experiment_is_rejected(tmp_path):
+    params = parse_params(tiny_params(tmp_path, methods=("random",)))
+    with pytest.raises(ValueError, match="not in experiments.tiny.methods"):
+        loop.run(params, "tiny", "entropy", 0, progress=False)
+
+
+@pytest.mark.parametrize("method", sorted(STRATEGIES))
+def test_strategy_query_contract(tmp_path, method):
+    """Every registered strategy: exactly `budget` distinct unlabeled indices, same seed => same picks."""
+    params = parse_params(tiny_params(tmp_path, methods=(method,)))
+    data = loop.load_experiment_data(params, "tiny")
+    exp = params.experiment("tiny")
+    model = loop._build(exp, data, 0).eval()
+    from repro.data.augment import Augmenter
+
+    aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
+    pool = ActivePool.initial("x", data.pool_size, 30, 0)
+
+    def query(budget, seed=0):
+        ctx = QueryContext(model, data, pool, aug, params.recipe("tiny"), seed, 0)
+        return build_strategy(method).query(ctx, budget)
+
+    picked = query(25)
+    assert len(picked) == 25 and len(set(picked.tolist())) == 25
+    assert not set(picked.tolist()) & set(pool.labeled.tolist())
+    assert np.array_equal(picked, query(25))
+    with pytest.raises(BudgetError, match="unlabeled pool"):
+        query(pool.n_unlabeled + 1)

@@ -1,0 +1,46 @@
+"""Backbones: parameter counts pinned to the papers' references, and the output contract."""
+
+import pytest
+import torch
+
+from repro.models import BACKBONES, ModelOutput, build_model, count_parameters
+
+
+def test_resnet18_parameter_count_matches_mcdal_reference():
+    assert count_parameters(build_model("resnet18", 10, 3, (32, 32))) == 11_173_962
+    assert count_parameters(build_model("resnet18", 100, 3, (32, 32))) == 11_220_132
+
+
+def test_lenet_parameter_count_matches_dal_reference():
+    assert count_parameters(build_model("lenet", 10, 1, (28, 28))) == 225_034
+
+
+def test_vgg16_bn_parameter_count():
+    # 13 conv3x3+BN layers (14,723,136 with a conv bias) + Linear(512, 10)
+    assert count_parameters(build_model("vgg16", 10, 3, (32, 32))) == 14_728_266
+
+
+@pytest.mark.parametrize("name,shape", [("resnet18", (3, 32, 32)), ("vgg16", (3, 32, 32)), ("lenet", (1, 28, 28))])
+def test_output_contract(name, shape):
+    torch.manual_seed(0)
+    m = build_model(name, 7, shape[0], shape[1:], width=0.25).eval()
+    out = m(torch.randn(5, *shape))
+    assert isinstance(out, ModelOutput)
+    assert out.logits.shape == (5, 7) and out.features.shape == (5, m.feature_dim)
+    # the head alone maps features to logits (MC-dropout samples the head only)
+    assert torch.allclose(m.head(m.embed(torch.zeros(2, *shape))), m(torch.zeros(2, *shape)).logits, atol=1e-6)
+    if name == "resnet18":
+        assert len(out.stages) == 4 and [s.shape[1] for s in out.stages] == [16, 32, 64, 128]
+
+
+def test_width_multiplier_shrinks_and_dropout_option():
+    small = build_model("resnet18", 10, 3, (32, 32), width=0.125)
+    assert count_parameters(small) < 250_000
+    m = build_model("resnet18", 10, 3, (32, 32), dropout=0.3)
+    assert any(isinstance(x, torch.nn.Dropout) for x in m.head.modules())
+    assert set(BACKBONES) == {"resnet18", "vgg16", "lenet"}
+
+
+def test_lenet_rejects_too_small_images():
+    with pytest.raises(ValueError, match="10x10"):
+        build_model("lenet", 10, 1, (8, 8))

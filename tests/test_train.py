@@ -1,0 +1,130 @@
+"""The shared trainer: schedule, batching, hooks, validation/best checkpoint, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+from repro.config import Recipe
+from repro.data import load_dataset
+from repro.data.augment import Augmenter
+from repro.models import build_model
+from repro.train import BatchStream, TrainingHook, accuracy, fit, learning_rate
+
+
+def _recipe(**kw):
+    base = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=2, augment=("crop", "flip"))
+    base.update(kw)
+    return Recipe(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic-cifar10", train_size=200, test_size=100)
+
+
+def test_learning_rate_warmup_and_milestones():
+    r = _recipe(lr=0.1, epochs=10, milestones=(3, 6), gamma=0.2, warmup_epochs=1)
+    assert learning_rate(r, 0, 0, 10) == pytest.approx(0.01)
+    assert learning_rate(r, 0, 9, 10) == pytest.approx(0.1)
+    assert learning_rate(r, 1, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(r, 3, 0, 10) == pytest.approx(0.02)
+    assert learning_rate(r, 9, 5, 10) == pytest.approx(0.004)
+
+
+def test_batch_stream_passes_cover_indices_once():
+    idx = torch.arange(10, 47)
+    s = BatchStream(idx, 8, torch.Generator().manual_seed(0))
+    batches = s.pass_batches()
+    assert [len(b) for b in batches] == [8, 8, 8, 8, 5]  # the last partial batch is kept
+    assert sorted(torch.cat(batches).tolist()) == idx.tolist()
+    s2 = BatchStream(idx, 8, torch.Generator().manual_seed(0), drop_last=True)
+    drawn = [s2.next() for _ in range(9)]
+    assert all(len(b) == 8 for b in drawn)
+    assert len(set(torch.cat(drawn[:4]).tolist())) == 32  # no repeats within a pass
+
+
+def test_fit_is_deterministic_for_a_seed(data):
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = build_model("resnet18", 10, 3, (32, 32), width=0.0625)
+        fit(m, data, np.arange(64), _recipe(), seed=3)
+        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+class CountingHook(TrainingHook):
+    uses_unlabeled = True
+
+    def setup(self, ctx):
+        self.extra = torch.nn.Linear(ctx.model.feature_dim, 10).to(ctx.device)
+        self.opt = ctx.make_optimizer(self.extra.parameters())
+        self.steps, self.lrs = 0, []
+
+    def training_step(self, ctx, x, y):
+        xu = ctx.next_unlabeled()
+        assert xu.shape[1:] == x.shape[1:]
+        self.steps += 1
+        self.lrs.append(self.opt.param_groups[0]["lr"])
+        loss = torch.nn.functional.cross_entropy(self.extra(ctx.model(x).features.detach()), y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return ctx.default_step(x, y) + loss.detach()
+
+
+def test_hook_gets_unlabeled_stream_and_shared_schedule(data):
+    m = build_model("resnet18", 10, 3, (32, 32), width=0.0625)
+    hook = CountingHook()
+    r = _recipe(epochs=3, epoch_iterations=4, milestones=(2,), gamma=0.5)
+    res = fit(m, data, np.arange(40), r, seed=0, hook=hook, unlabeled=np.arange(40, 200))
+    assert hook.steps == 12 and res.steps == 12
+    assert hook.lrs[0] == pytest.approx(0.05) and hook.lrs[-1] == pytest.approx(0.025)
+    assert np.isfinite(res.final_loss)
+
+
+def test_validation_split_restores_best_epoch(data):
+    torch.manual_seed(0)
+    m = build_model("lenet", 10, 3, (32, 32))
+    r = Recipe(optimizer="adam", lr=1e-3, batch_size=16, epochs=5, validation_fraction=0.2, best_after_epoch=2)
+    res = fit(m, data, np.arange(100), r, seed=0)
+    assert res.best_epoch is not None and 2 <= res.best_epoch < 5
+    # the loaded weights are the best epoch's: their validation accuracy is the recorded best
+    from repro.train import _split_validation
+
+    _, val = _split_validation(np.arange(100), 0.2, 0)
+    aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
+    assert accuracy(m, data.train_x, data.train_y, val, aug) == pytest.approx(res.best_val_accuracy)
+    assert len(val) == 20
+
+
+def test_synthetic_is_learnable_but_not_trivial():
+    """A small CNN at 40% labels: well above chance, short of 100%."""
+    d = load_dataset("synthetic-cifar10", train_size=1000, test_size=400)
+    torch.manual_seed(0)
+    m = build_model("lenet", 10, 3, (32, 32), dropout=0.0)
+    fit(m, d, np.arange(400), Recipe(optimizer="adam", lr=1e-3, batch_size=32, epochs=12), seed=0)
+    acc = accuracy(m, d.test_x, d.test_y, None, Augmenter((), d.spec.mean, d.spec.std, "cpu"))
+    assert 0.3 < acc < 0.99, acc
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_syncs_per_epoch_not_per_step(data):
+    """The number of host syncs does not grow with the number of steps in an epoch."""
+    import warnings
+
+    d = data.to("cuda")
+
+    def syncs(iterations):
+        m = build_model("resnet18", 10, 3, (32, 32), width=0.125).cuda()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit(m, d, np.arange(64), _recipe(epochs=1, epoch_iterations=iterations), seed=0)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    syncs(2)  # warm-up (cudnn autotuning, lazy init)
+    assert syncs(20) == syncs(5)
