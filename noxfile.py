@@ -39,7 +39,6 @@ def repro(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "repro", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "repro", "tests", "noxfile.py")
 
 
 @nox.session

@@ -18,7 +18,18 @@ from typing import Any
 import yaml
 
 from repro.schema import (
-    Bool, Choice, ConfigError, Float, Int, ListOf, MapOf, Nested, Optional, Str, build, spec,
+    Bool,
+    Choice,
+    ConfigError,
+    Float,
+    Int,
+    ListOf,
+    MapOf,
+    Nested,
+    Optional,
+    Str,
+    build,
+    spec,
 )
 
 PROFILES = ("smoke", "paper")

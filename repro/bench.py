@@ -1,0 +1,142 @@
+"""`python -m repro bench train`: training throughput of the shared trainer vs a naive DataLoader loop.
+
+The naive baseline is what most reference codes do: a torchvision Dataset with per-sample PIL transforms,
+a DataLoader (0 and 2 workers), and `.item()` on the loss every step. All variants run in one process,
+in alternating order over several repeats; medians are reported. Not a test.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+
+from repro.config import Recipe
+from repro.data.datasets import ImageData
+from repro.data.specs import get_spec
+from repro.data.synthetic import make_synthetic
+from repro.models import build_model
+from repro.train import fit, resolve_device
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    dataset: str  # a synthetic stand-in: timing-equivalent to the real images
+    backbone: str
+    width: float
+    recipe: Recipe
+    images: int  # images per timed epoch
+    gpu_only: bool = False
+
+
+def workloads(device: torch.device, full: bool) -> list[Workload]:
+    lenet = Recipe(optimizer="adam", lr=1e-3, batch_size=32, epochs=1)
+    resnet = Recipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=1,
+                    augment=("crop", "flip"))
+    cuda = device.type == "cuda"
+    out = [
+        Workload("LeNet, MNIST shapes, Adam, batch 32", "synthetic-mnist", "lenet", 1.0, lenet, 4096 if not cuda else 32768),
+        Workload("ResNet-18 x1/8, CIFAR shapes, SGD, batch 128, crop+flip", "synthetic-cifar10", "resnet18", 0.125,
+                 resnet, 2048 if not cuda else 32768),
+    ]
+    if cuda or full:
+        out.append(Workload("ResNet-18 (full width), CIFAR shapes, SGD, batch 128, crop+flip", "synthetic-cifar10",
+                            "resnet18", 1.0, resnet, 50_000 if cuda else 1024, gpu_only=True))
+    return out
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    """A torchvision-style dataset: uint8 HWC arrays -> PIL image -> per-sample transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        img = self.images[i]
+        img = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        return self.transform(img), int(self.labels[i])
+
+
+def _naive_epoch(w: Workload, data: ImageData, workers: int, device) -> float:
+    from torchvision import transforms
+
+    spec = data.spec
+    tf = []
+    if "crop" in w.recipe.augment:
+        tf.append(transforms.RandomCrop(spec.height, padding=4))
+    if "flip" in w.recipe.augment:
+        tf.append(transforms.RandomHorizontalFlip())
+    tf += [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
+    x = data.train_x[: w.images].permute(0, 2, 3, 1).cpu().numpy()
+    ds = _PILDataset(x, data.train_y[: w.images].cpu().numpy(), transforms.Compose(tf))
+    loader = torch.utils.data.DataLoader(ds, batch_size=w.recipe.batch_size, shuffle=True, num_workers=workers)
+    torch.manual_seed(0)
+    model = build_model(w.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), w.width).to(device)
+    r = w.recipe
+    opt = (torch.optim.SGD(model.parameters(), lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
+           if r.optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=r.lr))
+    model.train()
+    t = time.perf_counter()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        loss = F.cross_entropy(model(xb).logits, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()  # the per-step host sync reference codes do for logging
+    return w.images / (time.perf_counter() - t)
+
+
+def _trainer_epoch(w: Workload, data: ImageData, device) -> float:
+    spec = data.spec
+    torch.manual_seed(0)
+    model = build_model(w.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), w.width).to(device)
+    res = fit(model, data, np.arange(w.images), replace(w.recipe, epochs=1), seed=0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return w.images / res.seconds
+
+
+def bench_train(repeats: int = 3, full: bool = False) -> list[dict]:
+    device = resolve_device("auto")
+    rows = []
+    for w in workloads(device, full):
+        spec = get_spec(w.dataset)
+        data = ImageData(spec, *make_synthetic(spec, w.images, 16)).to(device)
+        variants = {
+            "trainer": lambda w=w, data=data: _trainer_epoch(w, data, device),
+            "naive, 0 workers": lambda w=w, data=data: _naive_epoch(w, data, 0, device),
+            "naive, 2 workers": lambda w=w, data=data: _naive_epoch(w, data, 2, device),
+        }
+        _trainer_epoch(replace(w, images=min(w.images, 512)), data, device)  # warm-up (allocator, cudnn)
+        results: dict[str, list[float]] = {k: [] for k in variants}
+        names = list(variants)
+        for rep in range(repeats):
+            for name in (names if rep % 2 == 0 else names[::-1]):  # alternate the order
+                results[name].append(variants[name]())
+        med = {k: statistics.median(v) for k, v in results.items()}
+        rows.append({"workload": w.name, "device": str(device), **{f"{k} img/s": round(v) for k, v in med.items()},
+                     "x vs 0 workers": round(med["trainer"] / med["naive, 0 workers"], 2),
+                     "x vs 2 workers": round(med["trainer"] / med["naive, 2 workers"], 2)})
+    return rows
+
+
+def main(what: str, repeats: int, full: bool) -> int:
+    if what != "train":
+        raise ValueError(f"unknown benchmark {what!r}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; "
+          f"medians of {repeats} alternating repeats")
+    rows = bench_train(repeats, full)
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    return 0
