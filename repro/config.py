@@ -19,6 +19,7 @@ import yaml
 
 from repro.schema import (
     Bool,
+    Check,
     Choice,
     ConfigError,
     Float,
@@ -37,7 +38,7 @@ PAPERS = ("mcdal", "ads", "daal", "mal", "dal")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _methods():
+def _registered_methods():
     from repro.strategies import STRATEGIES
 
     return STRATEGIES
@@ -59,6 +60,27 @@ def _augmentations():
     from repro.data.augment import AUGMENTATIONS
 
     return AUGMENTATIONS
+
+
+class _Variants(Check):
+    """variants: name -> {method: registered name, **options}; options checked by the method's Options."""
+
+    def __call__(self, key, value):
+        from repro.strategies import STRATEGIES
+
+        if not isinstance(value, dict):
+            raise ConfigError(key, value, "expected a mapping variant name -> {method: ..., options}")
+        out = []
+        for name, body in value.items():
+            where = f"{key}.{name}"
+            if name in STRATEGIES:
+                raise ConfigError(where, name, "a variant cannot reuse a registered method's name")
+            if not isinstance(body, dict) or "method" not in body:
+                raise ConfigError(where, body, "expected {method: <registered method>, <option>: <value>, ...}")
+            method = Choice(STRATEGIES)(f"{where}.method", body["method"])
+            options = build(STRATEGIES[method].Options, {k: v for k, v in body.items() if k != "method"}, where)
+            out.append((str(name), (method, options)))
+        return tuple(out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +165,8 @@ class Experiment:
     dataset: str = spec(Choice(_datasets))
     backbone: str = spec(Choice(_backbones))
     recipe: str = spec(Str())
-    methods: tuple[str, ...] = spec(ListOf(Choice(_methods), min_len=1, unique=True))
+    # registered method names or names from `variants` (checked against both after parsing)
+    methods: tuple[str, ...] = spec(ListOf(Str(), min_len=1, unique=True))
     schedule: Schedule = spec(Nested(Schedule))
     seeds: tuple[int, ...] = spec(ListOf(Int(0, 2**31 - 1), min_len=1, unique=True))
     width: float = spec(Float(0.0, 16.0, lo_open=True), 1.0)
@@ -174,6 +197,20 @@ class Params:
     checkpoint_dir: str = spec(Str(), "checkpoints")
     recipes: tuple[tuple[str, Recipe], ...] = spec(MapOf(Recipe, min_len=1))
     experiments: tuple[tuple[str, Experiment], ...] = spec(MapOf(Experiment, min_len=1))
+    # named method variants: {name: {method: <registered>, <option>: <value>, ...}}, validated by the
+    # method's own Options; usable wherever a method name is (e.g. mcdal-h4: {method: mcdal, heads: 4})
+    variants: tuple[tuple[str, Any], ...] = spec(_Variants(), ())
+
+    def method_spec(self, name: str) -> tuple[str, Any]:
+        """(registered method, its validated Options) for a method or variant name."""
+        from repro.strategies import STRATEGIES
+
+        variants = dict(self.variants)
+        if name in variants:
+            return variants[name]
+        if name not in STRATEGIES:
+            raise ConfigError("method", name, f"allowed: {sorted(set(STRATEGIES) | set(variants))}")
+        return name, STRATEGIES[name].Options()
 
     def recipe(self, name: str) -> Recipe:
         return dict(self.recipes)[name]
@@ -187,7 +224,8 @@ class Params:
     def run_hash(self, experiment: str) -> str:
         """SHA-256 of everything that determines a run of `experiment` (its section and its recipe)."""
         exp = self.experiment(experiment)
-        payload = {"experiment": asdict(exp), "recipe": asdict(self.recipe(exp.recipe))}
+        variants = {m: [self.method_spec(m)[0], asdict(self.method_spec(m)[1])] for m in exp.methods}
+        payload = {"experiment": asdict(exp), "recipe": asdict(self.recipe(exp.recipe)), "methods": variants}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -219,8 +257,12 @@ def _cross_checks(params: Params) -> None:
             raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, "needs validation_fraction > 0")
     from repro.data.specs import get_spec
 
+    method_names = set(_registered_methods()) | {n for n, _ in params.variants}
     for name, exp in params.experiments:
         key = f"experiments.{name}"
+        for i, m in enumerate(exp.methods):
+            if m not in method_names:
+                raise ConfigError(f"{key}.methods[{i}]", m, f"allowed: {sorted(method_names)}")
         if exp.recipe not in recipes:
             raise ConfigError(f"{key}.recipe", exp.recipe, f"allowed: {sorted(recipes)}")
         if exp.imbalance != 1.0 and not exp.synthetic:

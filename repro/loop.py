@@ -86,7 +86,7 @@ def run(
     device = resolve_device(params.device)
     data = data if data is not None else load_experiment_data(params, experiment, device)
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
-    strategy = build_strategy(method)
+    strategy = build_strategy(*params.method_spec(method))
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     key = _run_key(params, experiment, method, seed)
     ckpt = checkpoint_dir(params, experiment, method, seed)
@@ -101,7 +101,7 @@ def run(
     pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
     model = None
     if state["next_stage"] > 0 and not strategy.reinit_each_stage:
-        model = _build(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
+        model = strategy.adapt_model(_build(exp, data, stage_seed(seed, 0, "init"))).to(data.train_x.device)
         model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
 
     bar = tqdm(range(state["next_stage"], len(counts)), desc=f"{experiment}/{method}/seed{seed}", unit="stage",
@@ -110,7 +110,7 @@ def run(
         if pool.n_labeled != counts[stage]:
             raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
         if model is None or strategy.reinit_each_stage:
-            model = _build(exp, data, stage_seed(seed, stage, "init")).to(data.train_x.device)
+            model = strategy.adapt_model(_build(exp, data, stage_seed(seed, stage, "init"))).to(data.train_x.device)
         t0 = time.perf_counter()
         fit(model, data, pool.labeled, recipe, stage_seed(seed, stage, "train"), hook=strategy.training_hook(),
             unlabeled=pool.unlabeled, progress=f"stage {stage} train" if progress else None)

@@ -39,6 +39,29 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
+@dataclass
+class FeatureData:
+    """Plain float inputs with labels (e.g. DAL's discriminator on embeddings): trained with the same loop,
+    no augmentation or normalisation."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+
+
+class _Identity:
+    def train(self, x, gen):
+        return x
+
+    def eval(self, x):
+        return x
+
+
+def make_augmenter(data, recipe: Recipe, device) -> Augmenter | _Identity:
+    if isinstance(data, FeatureData):
+        return _Identity()
+    return Augmenter(recipe.augment, data.spec.mean, data.spec.std, device)
+
+
 class BatchStream:
     """Endless shuffled batches of `indices` (a device tensor), reshuffled every pass.
 
@@ -88,7 +111,7 @@ class TrainContext:
         self.optimizers: list[torch.optim.Optimizer] = []
         self.task_optimizer = self.make_optimizer(model.parameters())
         self.unlabeled_stream: BatchStream | None = None
-        self.epoch = 0
+        self.epoch, self.phase = 0, ""
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         """An optimizer of the recipe's kind whose learning rate follows the recipe's schedule."""
@@ -107,7 +130,7 @@ class TrainContext:
     def prepare(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
         """Raw uint8 batch -> augmented (train) or plain (eval), normalized float batch in the device layout."""
         x = self.augmenter.train(images, self.gen) if train else self.augmenter.eval(images)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.dim() == 4 else x
 
     def next_unlabeled(self) -> torch.Tensor:
         """The next augmented unlabeled batch (hooks that set `uses_unlabeled`)."""
@@ -128,16 +151,25 @@ class TrainContext:
 class TrainingHook:
     """How a method extends training: its own modules and optimizers (`setup`), its own step (`training_step`).
 
-    Set `uses_unlabeled = True` to get `ctx.next_unlabeled()` batches. The default is plain supervised CE.
+    Set `uses_unlabeled = True` to get `ctx.next_unlabeled()` batches. `phases` names the passes over the
+    labeled batches that make one epoch (ADS runs four); `ctx.phase` tells the step which one it is in.
+    `should_stop` is asked after every epoch (one host sync per epoch is fine). The default is plain CE.
     """
 
     uses_unlabeled: bool = False
+    phases: tuple[str, ...] = ("train",)
 
     def setup(self, ctx: TrainContext) -> None:
         """Create method modules on ctx.device and their optimizers with ctx.make_optimizer (shared schedule)."""
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ctx.default_step(x, y)
+
+    def learning_rate(self, recipe: Recipe, epoch: int, step: int, steps_per_epoch: int, n_train: int) -> float:
+        return learning_rate(recipe, epoch, step, steps_per_epoch)
+
+    def should_stop(self, ctx: TrainContext) -> bool:
+        return False
 
 
 def learning_rate(recipe: Recipe, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
@@ -160,7 +192,7 @@ def _split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[
 
 def fit(
     model: nn.Module,
-    data: ImageData,
+    data: ImageData | FeatureData,
     labeled: np.ndarray,
     recipe: Recipe,
     seed: int,
@@ -179,7 +211,7 @@ def fit(
     device = data.train_x.device
     gen = torch.Generator(device=device).manual_seed(int(seed))
     torch.manual_seed(int(seed))  # dropout masks inside the model
-    augmenter = Augmenter(recipe.augment, data.spec.mean, data.spec.std, device)
+    augmenter = make_augmenter(data, recipe, device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
@@ -194,34 +226,42 @@ def fit(
     val_t = torch.as_tensor(val_idx, device=device)
     best_acc, best_epoch, best_state = -1.0, None, None
     start, steps, loss_value = time.perf_counter(), 0, float("nan")
-    bar = tqdm(range(recipe.epochs), desc=progress, leave=False, disable=progress is None, unit="ep")
+    # epoch bars only on a terminal (dvc logs keep the per-stage bars)
+    bar = tqdm(range(recipe.epochs), desc=progress, leave=False, disable=None if progress else True, unit="ep")
+    epochs_run = 0
     for epoch in bar:
-        ctx.epoch = epoch
+        ctx.epoch, epochs_run = epoch, epoch + 1
         model.train()
-        batches = (
-            stream.pass_batches() if recipe.epoch_iterations is None
-            else [stream.next() for _ in range(recipe.epoch_iterations)]
-        )
-        loss_sum = torch.zeros((), device=device)
-        for i, idx in enumerate(batches):
-            lr = learning_rate(recipe, epoch, i, len(batches))
-            for opt in ctx.optimizers:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            x = ctx.prepare(data.train_x[idx])
-            loss_sum += hook.training_step(ctx, x, data.train_y[idx])
-        steps += len(batches)
+        loss_sum, n_batches = torch.zeros((), device=device), 0
+        for phase in hook.phases:
+            ctx.phase = phase
+            batches = (
+                stream.pass_batches() if recipe.epoch_iterations is None
+                else [stream.next() for _ in range(recipe.epoch_iterations)]
+            )
+            for i, idx in enumerate(batches):
+                lr = hook.learning_rate(recipe, epoch, i, len(batches), len(train_idx))
+                for opt in ctx.optimizers:
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                x = ctx.prepare(data.train_x[idx])
+                loss_sum += hook.training_step(ctx, x, data.train_y[idx])
+            n_batches += len(batches)
+        steps += n_batches
         if val_t.numel() and epoch >= recipe.best_after_epoch:
             acc = accuracy(model, data.train_x, data.train_y, val_t, augmenter, recipe.eval_batch_size, recipe.bf16)
             if acc > best_acc:
                 best_acc, best_epoch = acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
-        if progress is not None or epoch == recipe.epochs - 1:
-            loss_value = float(loss_sum) / max(1, len(batches))  # one host sync per epoch
+        stop = hook.should_stop(ctx)
+        if progress is not None or epoch == recipe.epochs - 1 or stop:
+            loss_value = float(loss_sum) / max(1, n_batches)  # one host sync per epoch
             bar.set_postfix(loss=f"{loss_value:.3f}")
+        if stop:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(recipe.epochs, steps, time.perf_counter() - start, loss_value,
+    return TrainResult(epochs_run, steps, time.perf_counter() - start, loss_value,
                        best_epoch, best_acc if best_state is not None else None)
 
 
@@ -230,7 +270,7 @@ def predict(
     model: nn.Module,
     images: torch.Tensor,
     indices: torch.Tensor | np.ndarray | None,
-    augmenter: Augmenter,
+    augmenter: Augmenter | _Identity,
     batch_size: int = 1024,
     bf16: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +281,7 @@ def predict(
     logits, feats = [], []
     for chunk in idx.split(batch_size):
         x = augmenter.eval(images[chunk])
-        if device.type == "cuda":
+        if device.type == "cuda" and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
             out = model(x)

@@ -127,3 +127,27 @@ def test_cli_check_lists_datasets(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("cifar10", "cifar100", "mnist", "caltech101"):
         assert name in proc.stdout
+
+
+def test_variants_are_validated_by_the_method_options(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["profile"] = "paper"
+    raw["variants"] = {"mcdal-h4": {"method": "mcdal", "heads": 4, "distance": "kl"}}
+    raw["experiments"]["mcdal_fig3"]["methods"] = ["random", "mcdal-h4"]
+    params = parse_params(raw)
+    method, opts = params.method_spec("mcdal-h4")
+    assert method == "mcdal" and opts.heads == 4 and opts.distance == "kl"
+    for body, key, text in [
+        ({"method": "mcdal", "heads": 1}, "variants.mcdal-h4.heads", "integer in [2"),
+        ({"method": "mcdal", "distance": "cos"}, "variants.mcdal-h4.distance", "allowed: ['kl', 'l1', 'l2']"),
+        ({"method": "mcdl"}, "variants.mcdal-h4.method", "allowed:"),
+        ({"method": "mcdal", "head": 4}, "variants.mcdal-h4.head", "unknown key"),
+        ({"heads": 4}, "variants.mcdal-h4", "expected {method:"),
+    ]:
+        raw["variants"] = {"mcdal-h4": body}
+        with pytest.raises(ConfigError) as exc:
+            parse_params(raw)
+        assert str(exc.value).startswith(f"{key} = ") and text in str(exc.value), str(exc.value)
+    raw["variants"] = {"entropy": {"method": "margin"}}
+    with pytest.raises(ConfigError, match="cannot reuse"):
+        parse_params(raw)

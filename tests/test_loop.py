@@ -2,13 +2,10 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from repro import loop
 from repro.config import parse_params
-from repro.data.pool import ActivePool
-from repro.strategies import STRATEGIES, BudgetError, QueryContext, build_strategy
 
 from .conftest import tiny_params
 
@@ -63,27 +60,3 @@ def test_method_not_in_experiment_is_rejected(tmp_path):
     params = parse_params(tiny_params(tmp_path, methods=("random",)))
     with pytest.raises(ValueError, match="not in experiments.tiny.methods"):
         loop.run(params, "tiny", "entropy", 0, progress=False)
-
-
-@pytest.mark.parametrize("method", sorted(STRATEGIES))
-def test_strategy_query_contract(tmp_path, method):
-    """Every registered strategy: exactly `budget` distinct unlabeled indices, same seed => same picks."""
-    params = parse_params(tiny_params(tmp_path, methods=(method,)))
-    data = loop.load_experiment_data(params, "tiny")
-    exp = params.experiment("tiny")
-    model = loop._build(exp, data, 0).eval()
-    from repro.data.augment import Augmenter
-
-    aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
-    pool = ActivePool.initial("x", data.pool_size, 30, 0)
-
-    def query(budget, seed=0):
-        ctx = QueryContext(model, data, pool, aug, params.recipe("tiny"), seed, 0)
-        return build_strategy(method).query(ctx, budget)
-
-    picked = query(25)
-    assert len(picked) == 25 and len(set(picked.tolist())) == 25
-    assert not set(picked.tolist()) & set(pool.labeled.tolist())
-    assert np.array_equal(picked, query(25))
-    with pytest.raises(BudgetError, match="unlabeled pool"):
-        query(pool.n_unlabeled + 1)

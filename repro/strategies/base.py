@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from repro.data.datasets import ImageData
 from repro.data.pool import ActivePool
 from repro.losses import select_topk
 from repro.models.base import Backbone
+from repro.schema import Int, Optional, spec
 from repro.train import TrainingHook, predict
 
 STRATEGIES: dict[str, type[Strategy]] = {}
@@ -63,11 +64,32 @@ class QueryContext:
                        self.recipe.bf16)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StrategyOptions:
+    """Options every strategy takes (params.yaml `variants`); subclasses add their own fields."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreOptions(StrategyOptions):
+    # Score only a seeded random subset of this many unlabeled examples (Beluch et al. 2018; LL4AL; ADS).
+    subset: int | None = spec(Optional(Int(1)), None)
+
+
 class Strategy:
     """Base class. Subclasses implement `query`; methods that change training also return a hook."""
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type] = StrategyOptions
     reinit_each_stage: ClassVar[bool] = True  # task model re-initialised every stage unless a method says otherwise
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(self.options).__name__}")
+
+    def adapt_model(self, model: Backbone) -> Backbone:
+        """Change the freshly built task model where a method needs to (e.g. ADS's two sigmoid heads)."""
+        return model
 
     def training_hook(self) -> TrainingHook | None:
         return None
@@ -82,7 +104,12 @@ class Strategy:
 
 
 class ScoreStrategy(Strategy):
-    """Top-k of a per-example acquisition score ("higher = query first"; ties to the lowest index)."""
+    """Top-k of a per-example acquisition score ("higher = query first"; ties to the lowest index).
+
+    With `subset: M`, only a seeded random subset of M unlabeled examples is scored.
+    """
+
+    Options = ScoreOptions
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         """(len(candidates),) scores of the candidate pool indices, in the candidates' order."""
@@ -90,9 +117,19 @@ class ScoreStrategy(Strategy):
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
-        candidates = ctx.pool.unlabeled
+        candidates = self.candidates(ctx, budget)
         scores = self.score(ctx, candidates).float()
         full = torch.full((ctx.pool.size,), float("-inf"), device=scores.device)
         cand_t = torch.as_tensor(candidates, device=scores.device)
         full[cand_t] = scores
         return select_topk(full, budget, cand_t).cpu().numpy()
+
+    def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
+        """The unlabeled pool, or a seeded random subset of `options.subset` of it (sorted)."""
+        unlabeled = ctx.pool.unlabeled
+        m = self.options.subset
+        if m is None or m >= len(unlabeled):
+            return unlabeled
+        if m < budget:
+            raise BudgetError(f"{self.name}: subset of {m} is smaller than the query budget {budget}")
+        return np.sort(ctx.rng("subset").choice(unlabeled, size=m, replace=False))

@@ -1,4 +1,4 @@
-"""Uncertainty sampling on one deterministic pass of the task model."""
+"""Uncertainty sampling on one deterministic pass of the task model (softmax of its logits)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,31 @@ from repro import losses
 from repro.strategies.base import QueryContext, ScoreStrategy, register
 
 
-@register("entropy")
-class EntropyStrategy(ScoreStrategy):
-    """Max-entropy: top-k of H(softmax(logits)) (DAL Sec. 2 "Uncertainty"; `losses.entropy`)."""
+class _SoftmaxScore(ScoreStrategy):
+    score_fn = staticmethod(losses.entropy)
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         logits, _ = ctx.predict(candidates)
-        return losses.entropy(torch.softmax(logits, dim=1))
+        return self.score_fn(torch.softmax(logits, dim=1))
+
+
+@register("entropy")
+class EntropyStrategy(_SoftmaxScore):
+    """Max-entropy: top-k of H(p) (DAL Sec. 2 "Uncertainty"; `losses.entropy`)."""
+
+    score_fn = staticmethod(losses.entropy)
+
+
+@register("least-confidence")
+class LeastConfidenceStrategy(_SoftmaxScore):
+    """Top-k of 1 - max_c p_c (`losses.least_confidence`; DAL's "variation ratio" on one pass, and what
+    DAL's reference code calls "Uncertainty")."""
+
+    score_fn = staticmethod(losses.least_confidence)
+
+
+@register("margin")
+class MarginStrategy(_SoftmaxScore):
+    """Top-k of -(p_(1) - p_(2)) (`losses.margin`)."""
+
+    score_fn = staticmethod(losses.margin)

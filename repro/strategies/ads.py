@@ -1,0 +1,132 @@
+"""ADS (Fu et al., AAAI 2021): two sigmoid classifiers; per epoch the four steps of Alg. 1 (train on L;
+agreement: fix classifiers, align features on U; discrepancy: fix features, push classifiers apart on U while
+fitting L; train on L); selection by the mean entropy E(u) (Eq. 3) among a random subset of 10,000.
+
+Options cover the ablations: Table 1 (`weighting` none / entropy / calibration x `selection` random /
+entropy, and `classifiers: 1` for the single-classifier baseline) and Table 2 (`entropy_from` mean / max /
+min). Reading choices: each head is Linear(D, C) + sigmoid on the backbone feature (the paper names no
+architecture; the code's prototype heads are not described in the text); an agreement or discrepancy step
+draws one unlabeled batch per labeled batch; the task prediction is the mean of the two heads' scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from repro import losses
+from repro.models.base import Backbone
+from repro.schema import Bool, Choice, Float, Int, Optional, spec
+from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
+from repro.train import TrainContext, TrainingHook
+
+
+@dataclass(frozen=True, kw_only=True)
+class ADSOptions(ScoreOptions):
+    subset: int | None = spec(Optional(Int(1)), 10_000)  # ADS: top-k among a random subset of M = 10,000
+    classifiers: int = spec(Int(1, 2), 2)  # 1: the single-classifier baseline of Table 1 (no agreement/discrepancy)
+    weighting: str = spec(Choice(("none", "entropy", "calibration")), "calibration")  # Table 1 columns
+    selection: str = spec(Choice(("entropy", "random")), "entropy")  # Table 1 "Ent. (sel.)"
+    entropy_from: str = spec(Choice(("mean", "max", "min")), "mean")  # Table 2
+    tau: float = spec(Float(0.0, 10.0), 0.1)  # Eqs. 4, 7
+    log2: bool = spec(Bool(), False)  # the reference code's log2 (the paper writes log)
+
+
+class DualSigmoidHead(nn.Module):
+    """Two (or one) sigmoid classifiers f1, f2 on the feature; forward gives the mean of their scores."""
+
+    def __init__(self, in_features: int, num_classes: int, classifiers: int = 2):
+        super().__init__()
+        self.f = nn.ModuleList(nn.Linear(in_features, num_classes) for _ in range(classifiers))
+
+    def logits(self, features: torch.Tensor) -> list[torch.Tensor]:
+        return [f(features) for f in self.f]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.sigmoid(z.float()) for z in self.logits(features)]).mean(0)
+
+
+def _trunk_params(model: Backbone):
+    head = {id(p) for p in model.head.parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+class ADSHook(TrainingHook):
+    uses_unlabeled = True
+
+    def __init__(self, opts: ADSOptions):
+        self.o = opts
+        self.phases = ("labeled", "agreement", "discrepancy", "labeled") if opts.classifiers == 2 else ("labeled",)
+        self.uses_unlabeled = opts.classifiers == 2
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.feat_opt = ctx.make_optimizer(_trunk_params(ctx.model))
+        self.cls_opt = ctx.make_optimizer(ctx.model.head.parameters())
+
+    def entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        return losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None)
+
+    def _bce(self, model, features, y) -> torch.Tensor:
+        return sum(losses.ads_bce(z, y) for z in model.head.logits(features)).mean()  # Eq. 1
+
+    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        model, o = ctx.model, self.o
+        if ctx.phase == "labeled":  # train g, f1, f2 on L with Eq. 1
+            with ctx.autocast():
+                loss = self._bce(model, model.embed(x).float(), y)
+            opt = ctx.task_optimizer
+        elif ctx.phase == "agreement":  # fix f1, f2; update g to agree on U (Eqs. 2, 4, 5)
+            with ctx.autocast():
+                z1, z2 = model.head.logits(model.embed(ctx.next_unlabeled()).float())
+            s1, s2 = torch.sigmoid(z1.float()), torch.sigmoid(z2.float())
+            n = s1.shape[0]
+            if o.weighting == "none":
+                w = torch.full((n,), 1.0 / n, device=s1.device)
+            else:
+                w = losses.ads_weights(self.entropy(s1.detach(), s2.detach()), n, o.tau)[0]
+            loss = (w * losses.ads_agreement_loss(s1, s2)).sum()
+            opt = self.feat_opt
+        else:  # discrepancy: fix g; update f1, f2 to disagree on U while fitting L (Eqs. 6-8 + Eq. 1)
+            with torch.no_grad(), ctx.autocast():
+                fu = model.embed(ctx.next_unlabeled()).float()
+                fl = model.embed(x).float()
+            z1, z2 = model.head.logits(fu)
+            s1, s2 = torch.sigmoid(z1), torch.sigmoid(z2)
+            n = s1.shape[0]
+            if o.weighting == "calibration":
+                w = losses.ads_weights(self.entropy(s1.detach(), s2.detach()), n, o.tau)[1]
+            else:
+                w = torch.full((n,), 1.0 / n, device=s1.device)
+            loss = (w * losses.ads_discrepancy_loss(s1, s2)).sum() + self._bce(model, fl, y)
+            opt = self.cls_opt
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+
+@register("ads")
+class ADSStrategy(ScoreStrategy):
+    """Top-k of E(u) (ADS Eq. 3, `losses.ads_entropy`) among a seeded random subset; or random (Table 1)."""
+
+    Options = ADSOptions
+
+    def adapt_model(self, model: Backbone) -> Backbone:
+        linear = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+        model.head = DualSigmoidHead(linear.in_features, linear.out_features, self.options.classifiers)
+        return model
+
+    def training_hook(self) -> TrainingHook:
+        self.hook = ADSHook(self.options)
+        return self.hook
+
+    def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
+        if self.options.selection == "random":
+            return torch.rand(len(candidates), generator=ctx.generator("ads-random"), device=ctx.data.train_x.device)
+        _, features = ctx.predict(candidates)
+        with torch.no_grad():
+            s = [torch.sigmoid(z.float()) for z in ctx.model.head.logits(features)]
+        return self.hook.entropy(s[0], s[-1])

@@ -1,0 +1,30 @@
+"""Core-set (Sener & Savarese 2018): exact greedy k-center on the task model's penultimate features."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from repro.losses import kcenter_greedy
+from repro.strategies.base import QueryContext, ScoreOptions, Strategy, register
+
+
+@register("coreset")
+class CoresetStrategy(Strategy):
+    """Farthest-first picks (Euclidean, fp32, on the device); `subset: M` restricts the unlabeled side."""
+
+    Options = ScoreOptions
+
+    def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
+        self.check_budget(ctx, budget)
+        unlabeled = ctx.pool.unlabeled
+        if self.options.subset is not None and self.options.subset < len(unlabeled):
+            unlabeled = np.sort(ctx.rng("subset").choice(unlabeled, size=max(budget, self.options.subset),
+                                                         replace=False))
+        labeled = ctx.pool.labeled
+        idx = np.concatenate([labeled, unlabeled])
+        _, features = ctx.predict(idx)
+        mask = torch.zeros(len(idx), dtype=torch.bool, device=features.device)
+        mask[: len(labeled)] = True
+        picks = kcenter_greedy(features, mask, budget).cpu().numpy()
+        return idx[picks].astype(np.int64)

@@ -1,0 +1,142 @@
+"""MCDAL (Cho et al., TNNLS 2022): auxiliary heads on the detached penultimate feature, trained to disagree
+on unlabeled data; acquisition by classifier discrepancy relative to the labeled set.
+
+`mcdal` is the paper's reading (Eqs. 2-5); `mcdal-code` the official code's (REFERENCE.md section 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro import losses
+from repro.config import Recipe
+from repro.schema import Choice, Int, spec
+from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
+from repro.train import TrainContext, TrainingHook, learning_rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class MCDALOptions(ScoreOptions):
+    heads: int = spec(Int(2, 16), 2)  # auxiliary heads k (MCDAL Fig. 8: 2, 4, 6, 8)
+    distance: str = spec(Choice(losses.DISCREPANCIES), "l1")  # d(., .) (MCDAL Fig. 7: l1, l2, kl)
+
+
+class MCDALHook(TrainingHook):
+    """Per labeled batch: one task step on CE (Eq. 1), then the heads minimise CE - L_dis (Eqs. 2-3) on the
+    detached features of a labeled and an unlabeled batch; only the heads' optimizer steps for that loss."""
+
+    uses_unlabeled = True
+
+    def __init__(self, heads: int, distance: str, code_reading: bool = False):
+        self.k, self.distance, self.code_reading = heads, distance, code_reading
+        self.discrepancy_trace: list[torch.Tensor] = []  # mean L_dis on unlabeled per epoch (device scalars)
+
+    def setup(self, ctx: TrainContext) -> None:
+        linear = [m for m in ctx.model.head.modules() if isinstance(m, nn.Linear)][-1]
+        self.heads = nn.ModuleList(
+            nn.Linear(linear.in_features, linear.out_features) for _ in range(self.k)
+        ).to(ctx.device)
+        self.opt = ctx.make_optimizer(self.heads.parameters())
+        self._dis_sum, self._dis_n, self._epoch = torch.zeros((), device=ctx.device), 0, 0
+
+    def head_probs(self, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(1 + k, N, C) probabilities, main classifier first."""
+        return torch.stack([F.softmax(main_logits.float(), -1)] + [F.softmax(h(features).float(), -1) for h in self.heads])
+
+    def _dis(self, probs: torch.Tensor) -> torch.Tensor:
+        return losses.pairwise_discrepancy(probs, self.distance).mean()
+
+    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if ctx.epoch != self._epoch:
+            self._flush_trace()
+            self._epoch = ctx.epoch
+        with ctx.autocast():
+            out = ctx.model(x)
+            task_loss = F.cross_entropy(out.logits.float(), y)
+        ctx.task_optimizer.zero_grad(set_to_none=True)
+        task_loss.backward()
+        ctx.task_optimizer.step()
+        feats_l = out.features.detach().float()
+        if self.code_reading:  # the code's separate CE-only head step before the discrepancy step
+            ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
+            self.opt.zero_grad(set_to_none=True)
+            ce.backward()
+            self.opt.step()
+            with torch.no_grad(), ctx.autocast():  # the code re-runs the net on the labeled batch too
+                feats_l = ctx.model(x).features.float()
+        xu = ctx.next_unlabeled()
+        with torch.no_grad(), ctx.autocast():  # train mode, as the reference (BN statistics see unlabeled data)
+            out_u = ctx.model(xu)
+        feats_u, main_u = out_u.features.float(), out_u.logits.float()
+        ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
+        dis = self._dis(self.head_probs(main_u, feats_u))
+        self.opt.zero_grad(set_to_none=True)
+        (ce - dis).backward()
+        self.opt.step()
+        self._dis_sum += dis.detach()
+        self._dis_n += 1
+        return task_loss.detach()
+
+    def _flush_trace(self):
+        if self._dis_n:
+            self.discrepancy_trace.append(self._dis_sum / self._dis_n)
+        self._dis_sum, self._dis_n = torch.zeros_like(self._dis_sum), 0
+
+    def should_stop(self, ctx: TrainContext) -> bool:
+        if ctx.epoch == ctx.recipe.epochs - 1:
+            self._flush_trace()
+        return False
+
+
+class CodeWarmupHook(MCDALHook):
+    def learning_rate(self, recipe: Recipe, epoch: int, step: int, steps_per_epoch: int, n_train: int) -> float:
+        """The official code's warm-up as it behaves: WarmUpLR's length is len(labeled_loader) = n // batch
+        iterations per warm-up epoch, but it is stepped on every one of the epoch's fixed iterations, so the
+        rate climbs past the base rate (to about 10x at 5,000 labels) before the multi-step schedule resumes."""
+        if epoch < recipe.warmup_epochs:
+            total = max(1, n_train // recipe.batch_size) * recipe.warmup_epochs
+            return recipe.lr * (epoch * steps_per_epoch + step + 1) / total
+        return learning_rate(recipe, epoch, step, steps_per_epoch)
+
+
+@register("mcdal")
+class MCDALStrategy(ScoreStrategy):
+    """Paper reading: S(x_u) = |D(x_u) - mean_L D(x_l)| (Eq. 5), D = sum of d over all classifier pairs with
+    d the per-class mean L1 of Eq. 4 (or `distance`)."""
+
+    Options = MCDALOptions
+    code_reading = False
+
+    def training_hook(self) -> TrainingHook:
+        cls = CodeWarmupHook if self.code_reading else MCDALHook
+        self.hook = cls(self.options.heads, self.options.distance, self.code_reading)
+        return self.hook
+
+    def discrepancies(self, ctx: QueryContext, indices: np.ndarray) -> torch.Tensor:
+        logits, features = ctx.predict(indices)
+        with torch.no_grad():
+            d = losses.pairwise_discrepancy(self.hook.head_probs(logits, features), self.options.distance)
+        # the code's acquisition L1 sums over classes: C times the training-time mean
+        return d * logits.shape[1] if self.code_reading and self.options.distance == "l1" else d
+
+    def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
+        if getattr(self, "hook", None) is None:
+            raise RuntimeError("mcdal: query before training (its heads are trained with the task model)")
+        d_u = self.discrepancies(ctx, candidates)
+        d_l = self.discrepancies(ctx, ctx.pool.labeled)
+        if self.code_reading:
+            return d_u - d_l.mean()  # no absolute value: the same ranking as top-k D(x_u)
+        return losses.mcdal_acquisition(d_u, d_l)
+
+
+@register("mcdal-code")
+class MCDALCodeStrategy(MCDALStrategy):
+    """Official code's reading: no |.| in Eq. 5, L1 summed over classes at acquisition (mean at training),
+    a CE-only head step before each discrepancy step, and its over-shooting warm-up."""
+
+    code_reading = True
