@@ -1,4 +1,4 @@
-"""`python -m repro bench train`: training throughput of the shared trainer vs a naive DataLoader loop.
+"""`python -m repro bench train|sample`: training throughput of the shared trainer vs a naive DataLoader loop.
 
 The naive baseline is what most reference codes do: a torchvision Dataset with per-sample PIL transforms,
 a DataLoader (0 and 2 workers), and `.item()` on the loss every step. All variants run in one process,
@@ -133,10 +133,76 @@ def bench_train(repeats: int = 3, full: bool = False) -> list[dict]:
 
 
 def main(what: str, repeats: int, full: bool) -> int:
+    if what == "sample":
+        return main_sample(full)
     if what != "train":
         raise ValueError(f"unknown benchmark {what!r}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; "
           f"medians of {repeats} alternating repeats")
     rows = bench_train(repeats, full)
     print(tabulate(rows, headers="keys", tablefmt="github"))
+    return 0
+
+
+# --- `python -m repro bench sample`: query time and parameter count per method (MCDAL Table 1's workload) ---
+
+
+def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[list[dict], dict]:
+    """Stage-1 pool of MCDAL Table 1 (5,000 labeled + 45,000 unlabeled CIFAR-10-shaped images, ResNet-18,
+    budget 2,500) on a GPU or with --full; a reduced pool on CPU (500 + 4,500, ResNet-18 x1/8, budget 250).
+    Synthetic images are timing-equivalent. Models get one short training pass so method modules exist."""
+    from repro.data.pool import ActivePool
+    from repro.losses import kcenter_greedy
+    from repro.models import count_parameters
+    from repro.strategies import STRATEGIES, QueryContext, build_strategy
+
+    device = resolve_device("auto")
+    big = full or device.type == "cuda"
+    n_lab, n_unl, width, budget = (5000, 45_000, 1.0, 2500) if big else (500, 4500, 0.125, 250)
+    spec = get_spec("synthetic-cifar10")
+    data = ImageData(spec, *make_synthetic(spec, n_lab + n_unl, 16)).to(device)
+    pool = ActivePool.initial("synthetic-cifar10", n_lab + n_unl, n_lab, 0)
+    recipe = Recipe(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, epoch_iterations=2,
+                    augment=("crop", "flip"), eval_batch_size=1024 if device.type == "cpu" else 4096)
+    from repro.data.augment import Augmenter
+
+    aug = Augmenter((), spec.mean, spec.std, device)
+    rows = []
+    for name in methods or sorted(STRATEGIES):
+        strategy = build_strategy(name)
+        torch.manual_seed(0)
+        model = strategy.adapt_model(build_model("resnet18", 10, 3, (32, 32), width, dropout=0.5)).to(device)
+        fit(model, data, pool.labeled, recipe, 0, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
+        ctx = QueryContext(model, data, pool, aug, recipe, 0, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        picked = strategy.query(ctx, budget)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+        assert len(set(picked.tolist())) == budget
+        params = count_parameters(model) + strategy.auxiliary_parameters(model)
+        rows.append({"method": name, "query seconds": round(seconds, 3), "parameters": f"{params:,}"})
+        print(f"  {name:<20} {seconds:9.3f} s  {params:>12,} params", flush=True)
+    # k-center alone on 50,000 x 512 features (5,000 labeled), budget 2,500
+    g = torch.Generator(device=device).manual_seed(0)
+    feats = torch.randn(50_000, 512, generator=g, device=device)
+    labeled = torch.zeros(50_000, dtype=torch.bool, device=device)
+    labeled[:5000] = True
+    t = time.perf_counter()
+    kcenter_greedy(feats, labeled, 2500)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    kc = {"kcenter 50,000 x 512, 5,000 labeled, budget 2,500": f"{time.perf_counter() - t:.2f} s"}
+    workload = {"device": str(device), "labeled": n_lab, "unlabeled": n_unl, "width": width, "budget": budget}
+    return rows, {**workload, **kc}
+
+
+def main_sample(full: bool) -> int:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}")
+    rows, extra = bench_sample(full)
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    for k, v in extra.items():
+        print(f"{k}: {v}")
     return 0

@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101"))
     dl.set_defaults(fn=cmd_data)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
-    b.add_argument("what", choices=("train",))
+    b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--full", action="store_true", help="also the full-width GPU workloads")
+    b.add_argument("--full", action="store_true", help="the full-size (GPU) workloads on any device")
     b.set_defaults(fn=cmd_bench)
     return p
 

@@ -47,12 +47,15 @@ def test_digits_is_real_sklearn_data():
     assert int(d.train_x.max()) == 255 and set(d.train_y.tolist()) == set(range(10))
 
 
-def test_missing_real_dataset_is_one_clear_error(tmp_path):
+def test_missing_real_dataset_is_one_clear_error(tmp_path, monkeypatch):
+    from repro.data import mnist_wheel
+
+    monkeypatch.setattr(mnist_wheel, "wheel_file", lambda: None)
     for name in REAL:
         with pytest.raises(DatasetMissingError) as exc:
             load_dataset(name, tmp_path)
         msg = str(exc.value)
-        assert "\n" not in msg and f"python -m repro data download {name}" in msg and str(tmp_path) in msg
+        assert "\n" not in msg and f"repro data download {name}" in msg and str(tmp_path) in msg
         assert not real_dataset_present(name, tmp_path)
 
 

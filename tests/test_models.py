@@ -44,3 +44,24 @@ def test_width_multiplier_shrinks_and_dropout_option():
 def test_lenet_rejects_too_small_images():
     with pytest.raises(ValueError, match="10x10"):
         build_model("lenet", 10, 1, (8, 8))
+
+
+def test_method_parameter_counts_match_references():
+    """MCDAL adds two Linear(512, 10) heads: 11,184,222 (REFERENCE.md section 7; paper Table 1: 11.19M)."""
+    import numpy as np
+
+    from repro.config import Recipe
+    from repro.data import load_dataset
+    from repro.strategies import build_strategy
+    from repro.train import fit
+
+    data = load_dataset("synthetic-cifar10", train_size=8, test_size=2)
+    counts = {}
+    for name in ("mcdal", "coreset", "dal"):
+        strategy = build_strategy(name)
+        model = strategy.adapt_model(build_model("resnet18", 10, 3, (32, 32)))
+        fit(model, data, np.arange(4), Recipe(optimizer="sgd", lr=0.01, batch_size=4, epochs=1), 0,
+            hook=strategy.training_hook(), unlabeled=np.arange(4, 8))
+        counts[name] = count_parameters(model) + strategy.auxiliary_parameters(model)
+    assert counts["mcdal"] == 11_184_222 and counts["coreset"] == 11_173_962
+    assert counts["dal"] == 11_173_962 + (512 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 2 + 2)

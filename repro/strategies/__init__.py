@@ -1,7 +1,15 @@
 """Active-learning strategies by registered name. Importing this package registers them all."""
 
 from repro.strategies import (  # noqa: F401  (registration side effects)
-    ads, coreset, dal, dfal, egl, mc_dropout, mcdal, random, uncertainty,
+    ads,
+    coreset,
+    dal,
+    dfal,
+    egl,
+    mc_dropout,
+    mcdal,
+    random,
+    uncertainty,
 )
 from repro.strategies.base import STRATEGIES, BudgetError, QueryContext, ScoreStrategy, Strategy, register
 

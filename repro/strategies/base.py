@@ -87,6 +87,14 @@ class Strategy:
         if not isinstance(self.options, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(self.options).__name__}")
 
+    def auxiliary_parameters(self, model: Backbone) -> int:
+        """Parameters a method trains beyond the task model (its hook's modules), for parameter tables."""
+        hook = getattr(self, "hook", None)
+        if hook is None:
+            return 0
+        mods = [m for m in vars(hook).values() if isinstance(m, torch.nn.Module)]
+        return sum(p.numel() for m in mods for p in m.parameters())
+
     def adapt_model(self, model: Backbone) -> Backbone:
         """Change the freshly built task model where a method needs to (e.g. ADS's two sigmoid heads)."""
         return model

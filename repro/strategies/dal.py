@@ -113,6 +113,9 @@ class DALStrategy(Strategy):
 
     Options = DALOptions
 
+    def auxiliary_parameters(self, model) -> int:
+        return sum(p.numel() for p in Discriminator(model.feature_dim).parameters())
+
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
         _, psi = ctx.predict(np.arange(ctx.pool.size))

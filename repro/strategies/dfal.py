@@ -55,8 +55,8 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_it
         wnorm = w.norm(dim=2).clamp_min(1e-12)
         pert = fdiff.abs() / wnorm
         pert[torch.arange(n), k0] = float("inf")
-        l = pert.argmin(1)
-        step = ((pert[torch.arange(n), l] + 1e-4) / wnorm[torch.arange(n), l])[:, None] * w[torch.arange(n), l]
+        nearest = pert.argmin(1)
+        step = ((pert[torch.arange(n), nearest] + 1e-4) / wnorm[torch.arange(n), nearest])[:, None] * w[torch.arange(n), nearest]
         r = r + step.view_as(r) * active.view(-1, *([1] * (r.dim() - 1)))
         state["iters"] += 1
     state["r"] = r
