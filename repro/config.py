@@ -62,6 +62,15 @@ def _augmentations():
     return AUGMENTATIONS
 
 
+class _RawMap(Check):
+    """A mapping name -> mapping, kept raw here and validated in the cross-checks."""
+
+    def __call__(self, key, value):
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(key, value, "expected a mapping method -> {option: value}")
+        return tuple((str(k), tuple(sorted(v.items()))) for k, v in value.items())
+
+
 class _Variants(Check):
     """variants: name -> {method: registered name, **options}; options checked by the method's Options."""
 
@@ -175,6 +184,9 @@ class Experiment:
     test_size: int | None = spec(Optional(Int(1)), None)
     imbalance: float = spec(Float(0.0, 1.0, lo_open=True), 1.0)  # synthetic only: rarest/most frequent class
     metric: str = spec(Choice(("accuracy",)), "accuracy")
+    # per-method option overrides for this experiment: {method: {option: value}} (checked by the method's
+    # Options after parsing; merged over a variant's options)
+    options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
 
     def pool_size(self) -> int:
         from repro.data.specs import get_spec
@@ -201,16 +213,23 @@ class Params:
     # method's own Options; usable wherever a method name is (e.g. mcdal-h4: {method: mcdal, heads: 4})
     variants: tuple[tuple[str, Any], ...] = spec(_Variants(), ())
 
-    def method_spec(self, name: str) -> tuple[str, Any]:
-        """(registered method, its validated Options) for a method or variant name."""
+    def method_spec(self, name: str, experiment: str | None = None) -> tuple[str, Any]:
+        """(registered method, its validated Options) for a method or variant name, with the experiment's
+        per-method `options` applied."""
         from repro.strategies import STRATEGIES
 
         variants = dict(self.variants)
         if name in variants:
-            return variants[name]
-        if name not in STRATEGIES:
+            method, options = variants[name]
+        elif name in STRATEGIES:
+            method, options = name, STRATEGIES[name].Options()
+        else:
             raise ConfigError("method", name, f"allowed: {sorted(set(STRATEGIES) | set(variants))}")
-        return name, STRATEGIES[name].Options()
+        overrides = dict(dict(self.experiment(experiment).options).get(name, ())) if experiment else {}
+        if overrides:
+            key = f"experiments.{experiment}.options.{name}"
+            options = build(STRATEGIES[method].Options, {**asdict(options), **overrides}, key)
+        return method, options
 
     def recipe(self, name: str) -> Recipe:
         return dict(self.recipes)[name]
@@ -224,7 +243,8 @@ class Params:
     def run_hash(self, experiment: str) -> str:
         """SHA-256 of everything that determines a run of `experiment` (its section and its recipe)."""
         exp = self.experiment(experiment)
-        variants = {m: [self.method_spec(m)[0], asdict(self.method_spec(m)[1])] for m in exp.methods}
+        variants = {m: [self.method_spec(m, experiment)[0], asdict(self.method_spec(m, experiment)[1])]
+                    for m in exp.methods}
         payload = {"experiment": asdict(exp), "recipe": asdict(self.recipe(exp.recipe)), "methods": variants}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
@@ -265,6 +285,10 @@ def _cross_checks(params: Params) -> None:
                 raise ConfigError(f"{key}.methods[{i}]", m, f"allowed: {sorted(method_names)}")
         if exp.recipe not in recipes:
             raise ConfigError(f"{key}.recipe", exp.recipe, f"allowed: {sorted(recipes)}")
+        for m, _ in exp.options:
+            if m not in exp.methods:
+                raise ConfigError(f"{key}.options.{m}", m, f"options for a method not in methods {list(exp.methods)}")
+            params.method_spec(m, name)  # validates the option names and values
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)

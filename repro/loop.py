@@ -86,7 +86,7 @@ def run(
     device = resolve_device(params.device)
     data = data if data is not None else load_experiment_data(params, experiment, device)
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
-    strategy = build_strategy(*params.method_spec(method))
+    strategy = build_strategy(*params.method_spec(method, experiment))
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     key = _run_key(params, experiment, method, seed)
     ckpt = checkpoint_dir(params, experiment, method, seed)

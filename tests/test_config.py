@@ -151,3 +151,18 @@ def test_variants_are_validated_by_the_method_options(base_params):
     raw["variants"] = {"entropy": {"method": "margin"}}
     with pytest.raises(ConfigError, match="cannot reuse"):
         parse_params(raw)
+
+
+def test_experiment_options_override_method_defaults(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["profile"] = "paper"
+    raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 500}}
+    params = parse_params(raw)
+    assert params.method_spec("entropy", "mcdal_fig3")[1].subset == 500
+    assert params.method_spec("entropy")[1].subset is None
+    raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 0}}
+    with pytest.raises(ConfigError, match=r"^experiments.mcdal_fig3.options.entropy.subset = 0 "):
+        parse_params(raw)
+    raw["experiments"]["mcdal_fig3"]["options"] = {"margin": {"subset": 5}}
+    with pytest.raises(ConfigError, match="not in methods"):
+        parse_params(raw)

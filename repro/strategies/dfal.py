@@ -35,33 +35,39 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_it
             k0 = f(x0).argmax(1)
         state = {"r": torch.zeros_like(x0), "k0": k0, "iters": 0}
     r, k0 = state["r"], state["k0"]
-    n = x0.shape[0]
+    active = state.get("active", torch.arange(x0.shape[0], device=x0.device))
 
-    def perturbed():
-        x = x0 + (1 + overshoot) * r
+    def perturbed(idx):
+        x = x0[idx] + (1 + overshoot) * r[idx]
         return torch.maximum(torch.minimum(x, clip[1]), clip[0]) if clip is not None else x
 
-    for _ in range(max_iter):
-        x = perturbed().detach().requires_grad_(True)
-        logits = f(x).float()
-        active = logits.argmax(1) == k0
-        if not bool(active.any()):  # one host sync per DeepFool iteration, not per example
+    for _ in range(max_iter):  # each example stops as soon as its own prediction flips
+        if active.numel() == 0:
             break
-        c = logits.shape[1]
-        grads = torch.stack([torch.autograd.grad(logits[:, j].sum(), x, retain_graph=j < c - 1)[0] for j in range(c)], 1)
-        g0 = grads[torch.arange(n), k0]
-        w = (grads - g0[:, None]).flatten(2)  # (N, C, D)
-        fdiff = (logits - logits[torch.arange(n), k0][:, None]).detach()
+        x = perturbed(active).detach().requires_grad_(True)
+        logits = f(x).float()
+        still = logits.argmax(1) == k0[active]
+        x_grads = [torch.autograd.grad(logits[:, j].sum(), x, retain_graph=j < logits.shape[1] - 1)[0]
+                   for j in range(logits.shape[1])]
+        keep = torch.nonzero(still).squeeze(1)
+        active, logits = active[keep], logits[keep].detach()
+        if active.numel() == 0:
+            break
+        grads = torch.stack([g[keep] for g in x_grads], 1)  # (A, C, *input)
+        n, ar = active.numel(), torch.arange(active.numel(), device=x0.device)
+        k = k0[active]
+        w = (grads - grads[ar, k][:, None]).flatten(2)  # (A, C, D)
+        fdiff = logits - logits[ar, k][:, None]
         wnorm = w.norm(dim=2).clamp_min(1e-12)
         pert = fdiff.abs() / wnorm
-        pert[torch.arange(n), k0] = float("inf")
+        pert[ar, k] = float("inf")
         nearest = pert.argmin(1)
-        step = ((pert[torch.arange(n), nearest] + 1e-4) / wnorm[torch.arange(n), nearest])[:, None] * w[torch.arange(n), nearest]
-        r = r + step.view_as(r) * active.view(-1, *([1] * (r.dim() - 1)))
+        step = ((pert[ar, nearest] + 1e-4) / wnorm[ar, nearest])[:, None] * w[ar, nearest]
+        r[active] = r[active] + step.view(n, *r.shape[1:])
         state["iters"] += 1
-    state["r"] = r
+    state["r"], state["active"] = r, active
     with torch.no_grad():
-        converged = f(perturbed()).argmax(1) != k0
+        converged = f(perturbed(torch.arange(x0.shape[0], device=x0.device))).argmax(1) != k0
     norms = ((1 + overshoot) * r).flatten(1).norm(dim=1)
     return norms, converged, state
 
