@@ -35,31 +35,63 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from tqdm.auto import tqdm
+
     from repro import loop
+    from repro.plan import describe_plan
+    from repro.schema import ConfigError
 
     params = _params(args)
     exp = params.experiment(args.experiment)
-    if args.method not in exp.methods:
-        from repro.schema import ConfigError
-
-        raise ConfigError("method", args.method, f"allowed for {args.experiment}: {list(exp.methods)}")
+    methods = args.methods or list(exp.methods)
+    for m in methods:
+        if m not in exp.methods:
+            raise ConfigError("method", m, f"allowed for {args.experiment}: {list(exp.methods)}")
     seeds = exp.seeds if not args.seeds else tuple(args.seeds)
     data = loop.load_experiment_data(params, args.experiment)
-    for seed in seeds:
-        rec = loop.run(params, args.experiment, args.method, seed, data=data, progress=not args.quiet)
+    runs = [(m, s) for m in methods for s in seeds]
+    print(describe_plan(params, args.experiment, runs, data), flush=True)
+    for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet):
+        rec = loop.run(params, args.experiment, method, seed, data=data, progress=not args.quiet)
         last = rec["stages"][-1]
-        print(f"{args.experiment}/{args.method}/seed{seed}: {last['metric']} {last['value']:.4f} "
-              f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, args.method, seed)}")
+        tqdm.write(f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
+                   f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from repro.rankings import run_rankings
+
+    params = _params(args)
+    for path in run_rankings(params, args.name, progress=not args.quiet):
+        print(f"wrote {path}")
     return 0
 
 
 def cmd_figure(args) -> int:
-    from repro.experiments import get_artifact
-    from repro.report.curves import build_curve_figure
+    from repro.experiments import RankingFigure, get_artifact
 
     params = _params(args)
-    png, js = build_curve_figure(params, get_artifact(args.artifact))
+    art = get_artifact(args.artifact)
+    if isinstance(art, RankingFigure):
+        from repro.report.rankings_fig import build_ranking_figure
+
+        png, js = build_ranking_figure(params, art)
+    else:
+        from repro.report.curves import build_curve_figure
+
+        png, js = build_curve_figure(params, art)
     print(f"wrote {png} and {js}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from repro.report.audit import build_audit
+
+    params = _params(args)
+    js, md = build_audit(params, args.tables)
+    print(f"wrote {js} and {md}")
+    print(md.read_text().split("\n\n")[1])
     return 0
 
 
@@ -96,15 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("smoke", "paper"), help="override params.yaml's profile")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate params.yaml and list the real datasets present").set_defaults(fn=cmd_check)
-    r = sub.add_parser("run", help="run (or resume) every seed of one (experiment, method)")
+    r = sub.add_parser("run", help="run (or resume) an experiment's runs (methods x seeds)")
     r.add_argument("experiment")
-    r.add_argument("method")
+    r.add_argument("methods", nargs="*", help="only these methods (default: the experiment's)")
     r.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
+    k = sub.add_parser("rank", help="score the whole unlabeled pool with several methods (DAL Fig. 3)")
+    k.add_argument("name", help="a section of params.yaml `rankings`, e.g. dal_fig3")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(fn=cmd_rank)
     f = sub.add_parser("figure", help="aggregate run records into reports/<paper>/<name>.{png,json}")
     f.add_argument("artifact", help="e.g. mcdal/fig3")
     f.set_defaults(fn=cmd_figure)
+    a = sub.add_parser("audit", help="set every claim in paper_tables/ beside what was measured")
+    a.add_argument("--tables", default="paper_tables")
+    a.set_defaults(fn=cmd_audit)
     sub.add_parser("where", help="print where figures, tables and run records are").set_defaults(fn=cmd_where)
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="action", required=True)
@@ -121,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from repro.data.real import DatasetMissingError
+    from repro.report.claims import RegistryError
     from repro.report.runs import RecordError
     from repro.schema import ConfigError
     from repro.strategies import BudgetError
@@ -130,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except ConfigError as e:
         print(f"error: params.yaml: {e}", file=sys.stderr)
-    except (DatasetMissingError, BudgetError, RecordError) as e:
+    except (DatasetMissingError, BudgetError, RecordError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; finished stages are checkpointed, run the same command again to resume", file=sys.stderr)

@@ -200,6 +200,15 @@ class Experiment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rankings:
+    """Per seed, one task model trained on `of`'s initial labeled set; every method scores every unlabeled
+    example with it (DAL Fig. 3). Seeds, data and recipe are `of`'s."""
+
+    of: str = spec(Str())
+    methods: tuple[str, ...] = spec(ListOf(Str(), min_len=2, unique=True))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Params:
     profile: str = spec(Choice(PROFILES))
     device: str = spec(Choice(DEVICES), "auto")
@@ -212,6 +221,13 @@ class Params:
     # named method variants: {name: {method: <registered>, <option>: <value>, ...}}, validated by the
     # method's own Options; usable wherever a method name is (e.g. mcdal-h4: {method: mcdal, heads: 4})
     variants: tuple[tuple[str, Any], ...] = spec(_Variants(), ())
+    rankings: tuple[tuple[str, Rankings], ...] = spec(MapOf(Rankings), ())
+
+    def ranking(self, name: str) -> Rankings:
+        r = dict(self.rankings)
+        if name not in r:
+            raise ConfigError("rankings", name, f"allowed: {sorted(r)}")
+        return r[name]
 
     def method_spec(self, name: str, experiment: str | None = None) -> tuple[str, Any]:
         """(registered method, its validated Options) for a method or variant name, with the experiment's
@@ -240,12 +256,15 @@ class Params:
             raise ConfigError("experiment", name, f"allowed: {sorted(exps)}")
         return exps[name]
 
-    def run_hash(self, experiment: str) -> str:
-        """SHA-256 of everything that determines a run of `experiment` (its section and its recipe)."""
-        exp = self.experiment(experiment)
-        variants = {m: [self.method_spec(m, experiment)[0], asdict(self.method_spec(m, experiment)[1])]
-                    for m in exp.methods}
-        payload = {"experiment": asdict(exp), "recipe": asdict(self.recipe(exp.recipe)), "methods": variants}
+    def run_hash(self, experiment: str, method: str) -> str:
+        """SHA-256 of everything that determines one run of (experiment, method): the experiment's settings
+        except its lists of methods, seeds and other methods' options, its recipe, and the method's spec."""
+        exp = asdict(self.experiment(experiment))
+        for key in ("methods", "seeds", "options", "paper"):
+            exp.pop(key)
+        spec_ = self.method_spec(method, experiment)
+        payload = {"experiment": exp, "recipe": asdict(self.recipe(self.experiment(experiment).recipe)),
+                   "method": [spec_[0], asdict(spec_[1])]}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -308,6 +327,20 @@ def _cross_checks(params: Params) -> None:
             )
 
 
+def _check_rankings(params: Params) -> None:
+    from repro.strategies import STRATEGIES, ScoreStrategy
+
+    exps = dict(params.experiments)
+    for name, r in params.rankings:
+        if r.of not in exps:
+            raise ConfigError(f"rankings.{name}.of", r.of, f"allowed: {sorted(exps)}")
+        for i, m in enumerate(r.methods):
+            ok = m == "dal" or (m in STRATEGIES and issubclass(STRATEGIES[m], ScoreStrategy))
+            if not ok:
+                allowed = sorted([k for k, v in STRATEGIES.items() if issubclass(v, ScoreStrategy)] + ["dal"])
+                raise ConfigError(f"rankings.{name}.methods[{i}]", m, f"methods that rank the pool: {allowed}")
+
+
 def parse_params(raw: Any, profile: str | None = None) -> Params:
     """Validate a params mapping (as loaded from YAML) in full and return the resolved Params."""
     if not isinstance(raw, dict):
@@ -333,6 +366,7 @@ def parse_params(raw: Any, profile: str | None = None) -> Params:
     merged = _merge(raw, override, f"profiles.{chosen}")
     params = build(Params, merged, "")
     _cross_checks(params)
+    _check_rankings(params)
     return params
 
 

@@ -53,7 +53,7 @@ def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> P
 
 def _run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
     return {"experiment": experiment, "method": method, "seed": seed,
-            "params_sha256": params.run_hash(experiment), "code_sha256": code_sha256()}
+            "params_sha256": params.run_hash(experiment, method), "code_sha256": code_sha256()}
 
 
 def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,10 +37,16 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+# The modules a run's result depends on (also the run stages' code deps in dvc.yaml).
+RUN_CODE = ("config.py", "schema.py", "data", "models", "strategies", "losses.py", "train.py", "loop.py", "records.py")
+
+
 def code_sha256() -> str:
-    """Fingerprint of the package's source (every .py under repro/): a code change invalidates checkpoints."""
+    """Fingerprint of the source a run depends on (RUN_CODE): changing it invalidates checkpoints; changing
+    reports, the CLI or benchmarks does not."""
     h = hashlib.sha256()
-    for p in sorted(PACKAGE_DIR.rglob("*.py")):
+    files = [f for part in RUN_CODE for f in ([PACKAGE_DIR / part] if part.endswith(".py") else (PACKAGE_DIR / part).rglob("*.py"))]
+    for p in sorted(files):
         h.update(str(p.relative_to(PACKAGE_DIR)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()

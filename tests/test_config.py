@@ -67,7 +67,7 @@ BAD = [
     (f"{E}.schedule", {"initial_size": 5000, "query_size": 0, "queries": 3}, f"{E}.schedule.query_size", "[1"),
     (f"{E}.schedule", {"initial_size": 40000, "query_size": 5000, "queries": 3}, f"{E}.schedule.query_size", "exceeds the pool"),
     (f"{E}.schedule", {"initial_size": 100, "step_fraction": 0.1}, f"{E}.schedule", "either"),
-    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['mcdal_cifar']"),
+    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['dal_lenet', 'mcdal_cifar']"),
     (f"{E}.width", 0, f"{E}.width", "(0.0, 16.0]"),
     (f"{E}.train_size", 60000, f"{E}.train_size", "at most 50000"),
     (f"{E}.seeds", _DELETE, f"{E}.seeds", "required"),
@@ -105,7 +105,7 @@ def test_profile_override_with_bad_key_is_caught(base_params):
 def test_budget_larger_than_pool_in_smoke(base_params):
     raw = copy.deepcopy(base_params)
     raw["experiments"]["mcdal_fig3"]["schedule"] = {"initial_size": 100, "query_size": 1000, "queries": 2}
-    with pytest.raises(ConfigError, match="exceeds the pool of 2000"):
+    with pytest.raises(ConfigError, match="exceeds the pool of 1500"):
         parse_params(raw, "smoke")
 
 

@@ -1,39 +1,50 @@
-"""dvc.yaml covers every experiment's methods and every artifact; its run stages write what loop.run writes."""
+"""dvc.yaml covers every experiment, rankings and artifact; run stages depend on exactly the run code."""
 
 import yaml
 
 from repro.config import load_params
-from repro.experiments import ARTIFACTS
+from repro.experiments import ARTIFACTS, CurveFigure
+from repro.records import RUN_CODE
 
 from .conftest import ROOT
 
 
-def _stages():
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+def _dvc():
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
-def test_every_experiment_has_a_run_stage_over_its_methods():
-    stages = _stages()
+def test_every_experiment_has_a_run_stage():
+    d = _dvc()
     params = load_params(ROOT / "params.yaml", "paper")
-    for name, _exp in params.experiments:
-        st = stages[f"run_{name}"]
-        assert st["foreach"] == f"${{experiments.{name}.methods}}"
-        assert st["do"]["cmd"] == f"python -m repro run {name} ${{item}}"
-        assert f"experiments.{name}" in st["do"]["params"] and "profile" in st["do"]["params"]
-        assert st["do"]["outs"] == [f"results/{name}/${{item}}"]
+    for name, exp in params.experiments:
+        st = d["stages"][f"run_{name}"]
+        assert st["cmd"] == f"python -m repro run {name}"
+        assert st["deps"] == [f"repro/{p}" for p in RUN_CODE]  # the modules a run's result depends on
+        assert {f"experiments.{name}", f"recipes.{exp.recipe}", "profile", "profiles", "variants"} <= set(st["params"])
+        assert st["outs"] == [f"results/{name}"]
+    for name, r in params.rankings:
+        st = d["stages"][f"rank_{name}"]
+        assert st["cmd"] == f"python -m repro rank {name}" and st["outs"] == [f"results/{name}"]
+        assert st["deps"] == [f"repro/{p}" for p in RUN_CODE]
+        assert f"experiments.{r.of}" in st["params"]
 
 
-def test_every_artifact_has_a_figure_stage():
-    stages = _stages()
+def test_every_artifact_has_a_figure_stage_and_the_audit_sees_every_result():
+    d = _dvc()
+    stages = d["stages"]
     for key, art in ARTIFACTS.items():
         st = stages[f"figure_{art.paper}_{art.name}"]
         assert st["cmd"] == f"python -m repro figure {key}"
         assert f"reports/{key}.png" in st["outs"] and f"reports/{key}.json" in st["outs"]
-        for exp in art.experiments:
+        needed = art.experiments if isinstance(art, CurveFigure) else (art.rankings,)
+        for exp in needed:
             assert f"results/{exp}" in st["deps"]
+        assert f"reports/{key}.png" in d["plots"]
+    results = {o for st in stages.values() for o in st.get("outs", []) if str(o).startswith("results/")}
+    assert results <= set(stages["audit"]["deps"])
 
 
 def test_checkpoints_live_outside_declared_outs():
     params = load_params(ROOT / "params.yaml")
-    outs = [o for st in _stages().values() for o in st.get("outs", st.get("do", {}).get("outs", []))]
+    outs = [o for st in _dvc()["stages"].values() for o in st.get("outs", [])]
     assert not any(str(o).startswith(params.checkpoint_dir) for o in outs)

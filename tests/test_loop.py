@@ -60,3 +60,18 @@ def test_method_not_in_experiment_is_rejected(tmp_path):
     params = parse_params(tiny_params(tmp_path, methods=("random",)))
     with pytest.raises(ValueError, match="not in experiments.tiny.methods"):
         loop.run(params, "tiny", "entropy", 0, progress=False)
+
+
+def test_plan_counts_runs_and_recognises_finished_ones(tmp_path):
+    from repro.plan import describe_plan, run_is_done
+
+    params = parse_params(tiny_params(tmp_path, methods=("random",)))
+    data = loop.load_experiment_data(params, "tiny")
+    runs = [("random", 0), ("random", 1)]
+    first = describe_plan(params, "tiny", runs, data)
+    assert "2 runs (0 done, 2 to go)" in first and "s of training per run" in first
+    loop.run(params, "tiny", "random", 0, data=data, progress=False)
+    assert run_is_done(params, "tiny", "random", 0) and not run_is_done(params, "tiny", "random", 1)
+    assert "(1 done, 1 to go)" in describe_plan(params, "tiny", runs, data)
+    loop.run(params, "tiny", "random", 1, data=data, progress=False)
+    assert "already done" in describe_plan(params, "tiny", runs, data)
