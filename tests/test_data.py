@@ -102,3 +102,21 @@ def test_real_subsample_is_fixed(tmp_path):
     a = load_dataset("cifar10", tmp_path, train_size=7, test_size=2)
     b = load_dataset("cifar10", tmp_path, train_size=7, test_size=2)
     assert len(a.train_y) == 7 and torch.equal(a.train_x, b.train_x)
+
+
+def test_caltech101_loader_on_small_files(tmp_path):
+    from PIL import Image
+
+    cats = tmp_path / "caltech101" / "caltech101" / "101_ObjectCategories"
+    rng = np.random.default_rng(0)
+    for c, n in (("accordion", 5), ("airplanes", 10), ("BACKGROUND_Google", 3)):
+        (cats / c).mkdir(parents=True)
+        for i in range(n):
+            arr = rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(cats / c / f"image_{i + 1:04d}.jpg")
+    from repro.data.real import load_real
+
+    tx, ty, sx, sy = load_real("caltech101", tmp_path)
+    assert tx.shape[1:] == (3, 64, 64) and tx.dtype == torch.uint8
+    assert len(tx) + len(sx) == 15  # the background class is not an object class
+    assert sorted(set(ty.tolist())) == [0, 1] and np.bincount(ty.numpy()).tolist() == [4, 8]  # 80/20 per class
