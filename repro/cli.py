@@ -119,7 +119,7 @@ def cmd_data(args) -> int:
 def cmd_bench(args) -> int:
     from repro import bench
 
-    return bench.main(args.what, args.repeats, args.full)
+    return bench.main(args.what, args.repeats, args.full, args.methods)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--full", action="store_true", help="the full-size (GPU) workloads on any device")
+    b.add_argument("--methods", nargs="+", help="sample: only these methods (default: all but dal)")
     b.set_defaults(fn=cmd_bench)
     return p
 

@@ -62,9 +62,9 @@ def probe_seconds_per_image(params: Params, experiment: str, data: ImageData) ->
 def describe_plan(params: Params, experiment: str, runs: list[tuple[str, int]], data: ImageData) -> str:
     todo = [(m, s) for m, s in runs if not run_is_done(params, experiment, m, s)]
     if not todo:
-        return f"plan for {experiment}: all {len(runs)} runs already done (records re-emitted from checkpoints)"
+        return f"plan for {experiment}: all {len(runs)} run(s) already done (records re-emitted from checkpoints)"
     per_image = probe_seconds_per_image(params, experiment, data)
     per_run = per_image * training_images(params, experiment)
-    return (f"plan for {experiment}: {len(runs)} runs ({len(runs) - len(todo)} done, {len(todo)} to go), "
+    return (f"plan for {experiment}: {len(runs)} run(s) ({len(runs) - len(todo)} done, {len(todo)} to go), "
             f"~{per_run:.0f} s of training per run (from a measured probe; queries extra), "
             f"~{per_run * len(todo) / 60:.1f} min in all")
