@@ -51,7 +51,7 @@ def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> P
     return Path(params.checkpoint_dir) / experiment / method / f"seed{seed}"
 
 
-def _run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
+def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
     return {"experiment": experiment, "method": method, "seed": seed,
             "params_sha256": params.run_hash(experiment, method), "code_sha256": code_sha256()}
 
@@ -88,7 +88,7 @@ def run(
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
     strategy = build_strategy(*params.method_spec(method, experiment))
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
-    key = _run_key(params, experiment, method, seed)
+    key = run_key(params, experiment, method, seed)
     ckpt = checkpoint_dir(params, experiment, method, seed)
     out = record_path(params, experiment, method, seed)
 
@@ -101,7 +101,7 @@ def run(
     pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
     model = None
     if state["next_stage"] > 0 and not strategy.reinit_each_stage:
-        model = strategy.adapt_model(_build(exp, data, stage_seed(seed, 0, "init"))).to(data.train_x.device)
+        model = strategy.adapt_model(build_task_model(exp, data, stage_seed(seed, 0, "init"))).to(data.train_x.device)
         model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
 
     bar = tqdm(range(state["next_stage"], len(counts)), desc=f"{experiment}/{method}/seed{seed}", unit="stage",
@@ -110,7 +110,7 @@ def run(
         if pool.n_labeled != counts[stage]:
             raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
         if model is None or strategy.reinit_each_stage:
-            model = strategy.adapt_model(_build(exp, data, stage_seed(seed, stage, "init"))).to(data.train_x.device)
+            model = strategy.adapt_model(build_task_model(exp, data, stage_seed(seed, stage, "init"))).to(data.train_x.device)
         t0 = time.perf_counter()
         fit(model, data, pool.labeled, recipe, stage_seed(seed, stage, "train"), hook=strategy.training_hook(),
             unlabeled=pool.unlabeled, progress=f"stage {stage} train" if progress else None)
@@ -152,7 +152,8 @@ def run(
     return record
 
 
-def _build(exp, data: ImageData, init_seed: int):
+def build_task_model(exp, data: ImageData, init_seed: int):
+    """A fresh task model for an experiment, initialised from `init_seed`."""
     torch.manual_seed(init_seed)
     spec = data.spec
     return build_model(exp.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), exp.width,

@@ -16,7 +16,7 @@ from repro.train import fit
 
 
 def run_is_done(params: Params, experiment: str, method: str, seed: int) -> bool:
-    from repro.loop import _run_key, checkpoint_dir
+    from repro.loop import checkpoint_dir, run_key
 
     state = checkpoint_dir(params, experiment, method, seed) / "state.json"
     if not state.is_file():
@@ -24,7 +24,7 @@ def run_is_done(params: Params, experiment: str, method: str, seed: int) -> bool
     st = json.loads(state.read_text())
     exp = params.experiment(experiment)
     n_stages = len(exp.schedule.labeled_counts(exp.pool_size()))
-    return st.get("key") == _run_key(params, experiment, method, seed) and st.get("next_stage") == n_stages
+    return st.get("key") == run_key(params, experiment, method, seed) and st.get("next_stage") == n_stages
 
 
 def training_images(params: Params, experiment: str) -> int:

@@ -11,7 +11,7 @@ import torch
 from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.pool import ActivePool
-from repro.loop import _build, load_experiment_data, stage_seed
+from repro.loop import build_task_model, load_experiment_data, stage_seed
 from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
 from repro.strategies.dal import train_discriminator, unlabeled_probability
@@ -29,7 +29,7 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
     recipe = params.recipe(exp.recipe)
     n0 = exp.schedule.labeled_counts(data.pool_size)[0]
     pool = ActivePool.initial(exp.dataset, data.pool_size, n0, seed)  # the same initial pool as `of`'s runs
-    model = _build(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
+    model = build_task_model(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
     fit(model, data, pool.labeled, recipe, stage_seed(seed, 0, "train"))
     aug = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     ctx = QueryContext(model, data, pool, aug, recipe, seed, 0)

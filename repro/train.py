@@ -48,7 +48,7 @@ class FeatureData:
     train_y: torch.Tensor
 
 
-class _Identity:
+class NoAugment:
     def train(self, x, gen):
         return x
 
@@ -56,9 +56,9 @@ class _Identity:
         return x
 
 
-def make_augmenter(data, recipe: Recipe, device) -> Augmenter | _Identity:
+def make_augmenter(data, recipe: Recipe, device) -> Augmenter | NoAugment:
     if isinstance(data, FeatureData):
-        return _Identity()
+        return NoAugment()
     return Augmenter(recipe.augment, data.spec.mean, data.spec.std, device)
 
 
@@ -270,7 +270,7 @@ def predict(
     model: nn.Module,
     images: torch.Tensor,
     indices: torch.Tensor | np.ndarray | None,
-    augmenter: Augmenter | _Identity,
+    augmenter: Augmenter | NoAugment,
     batch_size: int = 1024,
     bf16: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from repro.losses import select_topk, split_budget
 from repro.models.base import ModelOutput
 from repro.schema import Bool, Choice, Float, Int, Optional, spec
 from repro.strategies.base import QueryContext, Strategy, StrategyOptions, register
-from repro.train import FeatureData, TrainContext, TrainingHook, _Identity, fit, predict
+from repro.train import FeatureData, NoAugment, TrainContext, TrainingHook, fit, predict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +102,7 @@ def train_discriminator(features: torch.Tensor, is_unlabeled: torch.Tensor, opts
 
 
 def unlabeled_probability(disc: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    logits, _ = predict(disc, features, None, _Identity(), 8192, bf16=False)
+    logits, _ = predict(disc, features, None, NoAugment(), 8192, bf16=False)
     return torch.softmax(logits, dim=1)[:, 1]
 
 
