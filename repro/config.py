@@ -191,8 +191,10 @@ class Experiment:
     def pool_size(self) -> int:
         from repro.data.specs import get_spec
 
-        full = get_spec(self.dataset).train_size
-        return full if self.train_size is None else min(self.train_size, full) if not self.synthetic else self.train_size
+        if self.train_size is None:
+            return get_spec(self.dataset).train_size
+        # synthetic data are generated at train_size; real data are subsampled to it (at most the full set)
+        return self.train_size if self.synthetic else min(self.train_size, get_spec(self.dataset).train_size)
 
     @property
     def synthetic(self) -> bool:

@@ -39,6 +39,11 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
+def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """channels_last for image batches on CUDA; unchanged otherwise."""
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+
+
 @dataclass
 class FeatureData:
     """Plain float inputs with labels (e.g. DAL's discriminator on embeddings): trained with the same loop,
@@ -130,7 +135,7 @@ class TrainContext:
     def prepare(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
         """Raw uint8 batch -> augmented (train) or plain (eval), normalized float batch in the device layout."""
         x = self.augmenter.train(images, self.gen) if train else self.augmenter.eval(images)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.dim() == 4 else x
+        return device_layout(x, self.device)
 
     def next_unlabeled(self) -> torch.Tensor:
         """The next augmented unlabeled batch (hooks that set `uses_unlabeled`)."""
@@ -167,6 +172,9 @@ class TrainingHook:
 
     def learning_rate(self, recipe: Recipe, epoch: int, step: int, steps_per_epoch: int, n_train: int) -> float:
         return learning_rate(recipe, epoch, step, steps_per_epoch)
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        """Called after every epoch (one host sync per epoch is fine)."""
 
     def should_stop(self, ctx: TrainContext) -> bool:
         return False
@@ -253,6 +261,7 @@ def fit(
             if acc > best_acc:
                 best_acc, best_epoch = acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
+        hook.on_epoch_end(ctx)
         stop = hook.should_stop(ctx)
         if progress is not None or epoch == recipe.epochs - 1 or stop:
             loss_value = float(loss_sum) / max(1, n_batches)  # one host sync per epoch
@@ -280,9 +289,7 @@ def predict(
     model.eval()
     logits, feats = [], []
     for chunk in idx.split(batch_size):
-        x = augmenter.eval(images[chunk])
-        if device.type == "cuda" and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = device_layout(augmenter.eval(images[chunk]), device)
         with autocast(device, bf16):
             out = model(x)
         logits.append(out.logits.float())

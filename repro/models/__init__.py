@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repro.models.base import Backbone, ModelOutput, count_parameters
+from repro.models.base import Backbone, ModelOutput, count_parameters, final_linear
 from repro.models.lenet import LeNet
 from repro.models.resnet import ResNet18
 from repro.models.vgg import VGG16
@@ -25,4 +25,4 @@ def build_model(
     return BACKBONES[name](**kwargs)
 
 
-__all__ = ["BACKBONES", "Backbone", "ModelOutput", "build_model", "count_parameters"]
+__all__ = ["BACKBONES", "Backbone", "ModelOutput", "build_model", "count_parameters", "final_linear"]

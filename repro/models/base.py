@@ -38,5 +38,10 @@ def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Mo
     return nn.Sequential(*layers, nn.Linear(in_features, num_classes))
 
 
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The last linear layer of a backbone's head (the classifier a method's extra heads copy the shape of)."""
+    return [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from repro import losses
-from repro.models.base import Backbone
+from repro.models.base import Backbone, final_linear
 from repro.schema import Bool, Choice, Float, Int, Optional, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.train import TrainContext, TrainingHook
@@ -115,7 +115,7 @@ class ADSStrategy(ScoreStrategy):
     Options = ADSOptions
 
     def adapt_model(self, model: Backbone) -> Backbone:
-        linear = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+        linear = final_linear(model)
         model.head = DualSigmoidHead(linear.in_features, linear.out_features, self.options.classifiers)
         return model
 

@@ -102,6 +102,17 @@ class Strategy:
     def training_hook(self) -> TrainingHook | None:
         return None
 
+    def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
+        """The unlabeled pool, or a seeded random subset of `options.subset` of it (sorted) where the method
+        takes that option."""
+        unlabeled = ctx.pool.unlabeled
+        m = getattr(self.options, "subset", None)
+        if m is None or m >= len(unlabeled):
+            return unlabeled
+        if m < budget:
+            raise BudgetError(f"{self.name}: subset of {m} is smaller than the query budget {budget}")
+        return np.sort(ctx.rng("subset").choice(unlabeled, size=m, replace=False))
+
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         raise NotImplementedError(f"strategy {self.name!r} does not implement query")
 
@@ -131,13 +142,3 @@ class ScoreStrategy(Strategy):
         cand_t = torch.as_tensor(candidates, device=scores.device)
         full[cand_t] = scores
         return select_topk(full, budget, cand_t).cpu().numpy()
-
-    def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
-        """The unlabeled pool, or a seeded random subset of `options.subset` of it (sorted)."""
-        unlabeled = ctx.pool.unlabeled
-        m = self.options.subset
-        if m is None or m >= len(unlabeled):
-            return unlabeled
-        if m < budget:
-            raise BudgetError(f"{self.name}: subset of {m} is smaller than the query budget {budget}")
-        return np.sort(ctx.rng("subset").choice(unlabeled, size=m, replace=False))

@@ -17,10 +17,7 @@ class CoresetStrategy(Strategy):
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
-        unlabeled = ctx.pool.unlabeled
-        if self.options.subset is not None and self.options.subset < len(unlabeled):
-            unlabeled = np.sort(ctx.rng("subset").choice(unlabeled, size=max(budget, self.options.subset),
-                                                         replace=False))
+        unlabeled = self.candidates(ctx, budget)
         labeled = ctx.pool.labeled
         idx = np.concatenate([labeled, unlabeled])
         _, features = ctx.predict(idx)

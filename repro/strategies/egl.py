@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from repro.losses import expected_gradient_length
+from repro.models.base import final_linear
 from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 
@@ -29,8 +30,8 @@ class EGLOptions(ScoreOptions):
 def _param_set(model: nn.Module, which: str) -> dict[str, torch.Tensor]:
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if which == "last":
-        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-        named = {n: p for n, p in named.items() if n.startswith(f"{linear}.")}
+        last = {id(p) for p in final_linear(model).parameters()}
+        named = {n: p for n, p in named.items() if id(p) in last}
     return named
 
 

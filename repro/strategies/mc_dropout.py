@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from repro import losses
+from repro.models.base import final_linear
 from repro.schema import Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 
@@ -26,7 +27,7 @@ class MCOptions(ScoreOptions):
 def head_dropout(model: nn.Module) -> tuple[float, nn.Linear]:
     """(dropout rate, final linear layer) of a backbone's head; a clear error when it has no dropout."""
     drops = [m for m in model.head.modules() if isinstance(m, nn.Dropout)]
-    linear = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+    linear = final_linear(model)
     if not drops or drops[0].p <= 0:
         raise ValueError(
             "MC-dropout strategies need a backbone with dropout in its head: set the experiment's `dropout` "

@@ -15,6 +15,7 @@ from torch import nn
 
 from repro import losses
 from repro.config import Recipe
+from repro.models.base import final_linear
 from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.train import TrainContext, TrainingHook, learning_rate
@@ -37,12 +38,12 @@ class MCDALHook(TrainingHook):
         self.discrepancy_trace: list[torch.Tensor] = []  # mean L_dis on unlabeled per epoch (device scalars)
 
     def setup(self, ctx: TrainContext) -> None:
-        linear = [m for m in ctx.model.head.modules() if isinstance(m, nn.Linear)][-1]
+        linear = final_linear(ctx.model)
         self.heads = nn.ModuleList(
             nn.Linear(linear.in_features, linear.out_features) for _ in range(self.k)
         ).to(ctx.device)
         self.opt = ctx.make_optimizer(self.heads.parameters())
-        self._dis_sum, self._dis_n, self._epoch = torch.zeros((), device=ctx.device), 0, 0
+        self._dis_sum, self._dis_n = torch.zeros((), device=ctx.device), 0
 
     def head_probs(self, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """(1 + k, N, C) probabilities, main classifier first."""
@@ -52,9 +53,6 @@ class MCDALHook(TrainingHook):
         return losses.pairwise_discrepancy(probs, self.distance).mean()
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if ctx.epoch != self._epoch:
-            self._flush_trace()
-            self._epoch = ctx.epoch
         with ctx.autocast():
             out = ctx.model(x)
             task_loss = F.cross_entropy(out.logits.float(), y)
@@ -82,15 +80,10 @@ class MCDALHook(TrainingHook):
         self._dis_n += 1
         return task_loss.detach()
 
-    def _flush_trace(self):
+    def on_epoch_end(self, ctx: TrainContext) -> None:
         if self._dis_n:
             self.discrepancy_trace.append(self._dis_sum / self._dis_n)
         self._dis_sum, self._dis_n = torch.zeros_like(self._dis_sum), 0
-
-    def should_stop(self, ctx: TrainContext) -> bool:
-        if ctx.epoch == ctx.recipe.epochs - 1:
-            self._flush_trace()
-        return False
 
 
 class CodeWarmupHook(MCDALHook):
