@@ -1,12 +1,14 @@
 """`python -m repro check|run|figure|where|data|bench` — what dvc.yaml and the README call.
 
-Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2.
+Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2
+(`--debug` shows its traceback too).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--profile", choices=("smoke", "paper"), help="override params.yaml's profile")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate params.yaml and list the real datasets present").set_defaults(fn=cmd_check)
     r = sub.add_parser("run", help="run (or resume) an experiment's runs (methods x seeds)")
@@ -159,21 +162,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def user_error_line(e: BaseException) -> str | None:
+    """The one `error: ...` line for a user error (bad params, data, records, names, paths); None for a bug."""
     from repro.data.real import DatasetMissingError
+    from repro.data.validate import DataError
     from repro.report.claims import RegistryError
     from repro.report.runs import RecordError
     from repro.schema import ConfigError
     from repro.strategies import BudgetError
 
+    if isinstance(e, ConfigError):
+        return f"error: params.yaml: {e}"
+    if isinstance(e, (DatasetMissingError, DataError, BudgetError, RecordError, RegistryError)):
+        return f"error: {e}"
+    if isinstance(e, KeyError) and len(e.args) == 1 and str(e.args[0]).startswith("unknown "):
+        return f"error: {e.args[0]}"  # an unknown dataset, method, artifact... (not str(e): no quotes)
+    if isinstance(e, FileNotFoundError):
+        return f"error: {e.filename}: {e.strerror}" if e.filename else f"error: {e}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ConfigError as e:
-        print(f"error: params.yaml: {e}", file=sys.stderr)
-    except (DatasetMissingError, BudgetError, RecordError, RegistryError) as e:
-        print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; finished stages are checkpointed, run the same command again to resume", file=sys.stderr)
         return 130
-    return 2
+    except Exception as e:
+        line = user_error_line(e)
+        if line is None:
+            raise  # a bug: its traceback is the report
+        if args.debug:
+            traceback.print_exc()
+        print(" ".join(line.splitlines()), file=sys.stderr)
+        return 2

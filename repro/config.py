@@ -344,11 +344,13 @@ def _check_rankings(params: Params) -> None:
 
 
 def parse_params(raw: Any, profile: str | None = None) -> Params:
-    """Validate a params mapping (as loaded from YAML) in full and return the resolved Params."""
+    """Validate a params mapping (as loaded from YAML) in full and return the resolved Params of the chosen
+    profile. Every other profile's merged values are validated too (an error names the profile), so a bad
+    base (paper) value is caught on a CPU before anyone runs the paper profile on a GPU."""
     if not isinstance(raw, dict):
         raise ConfigError("params.yaml", raw, "expected a mapping at the top level")
     raw = dict(raw)
-    profiles = raw.pop("profiles", {}) or {}
+    profiles = raw.get("profiles", {}) or {}
     if profile is not None:
         raw["profile"] = profile
     chosen = Choice(PROFILES)("profile", raw.get("profile"))
@@ -356,6 +358,21 @@ def parse_params(raw: Any, profile: str | None = None) -> Params:
         raise ConfigError("profiles", profiles, "expected a mapping profile name -> overrides")
     for name in profiles:
         Choice(PROFILES)(f"profiles.{name}", name)
+    params = _parse_profile(raw, chosen)
+    for other in PROFILES:
+        if other != chosen and (other == "paper" or other in profiles):
+            try:
+                _parse_profile(raw, other)
+            except ConfigError as e:
+                raise ConfigError(f"(profile {other}) {e.key}", e.value, e.allowed) from None
+    return params
+
+
+def _parse_profile(raw: dict, chosen: str) -> Params:
+    """The Params of one profile: its overrides deep-merged over the base values, validated in full."""
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    raw["profile"] = chosen
     override = profiles.get(chosen) or {}
     if not isinstance(override, dict):
         raise ConfigError(f"profiles.{chosen}", override, "expected a mapping of overrides")

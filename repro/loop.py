@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from repro.data.pool import ActivePool, indices_sha256
 from repro.models import build_model
 from repro.records import atomic_write_json, code_sha256, provenance
 from repro.strategies import QueryContext, build_strategy
-from repro.train import accuracy, fit, resolve_device
+from repro.train import accuracy, derive_seed, fit, resolve_device
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
 
@@ -33,8 +32,7 @@ class StopAfterStage(RuntimeError):
     """Raised (tests only) to simulate a run killed right after a stage's checkpoint."""
 
 
-def stage_seed(seed: int, stage: int, purpose: str) -> int:
-    return zlib.crc32(f"{seed}:{stage}:{purpose}".encode()) & 0x7FFFFFFF
+stage_seed = derive_seed  # (seed, stage, purpose) -> 31-bit seed
 
 
 def load_experiment_data(params: Params, experiment: str, device=None) -> ImageData:
@@ -97,7 +95,9 @@ def run(
         pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)
         state = {"key": key, "next_stage": 0, "stages": [], "labeled": pool.labeled.tolist(),
                  "initial_pool_sha256": pool.sha256(), "pending": {"selected_sha256": pool.sha256(),
-                                                                    "selected": counts[0], "query_seconds": 0.0}}
+                                                                    "selected": counts[0],
+                                                                    "selected_classes": _class_counts(data, pool.labeled),
+                                                                    "query_seconds": 0.0}}
     pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
     model = None
     if state["next_stage"] > 0 and not strategy.reinit_each_stage:
@@ -113,7 +113,7 @@ def run(
             model = strategy.adapt_model(build_task_model(exp, data, stage_seed(seed, stage, "init"))).to(data.train_x.device)
         t0 = time.perf_counter()
         fit(model, data, pool.labeled, recipe, stage_seed(seed, stage, "train"), hook=strategy.training_hook(),
-            unlabeled=pool.unlabeled, progress=f"stage {stage} train" if progress else None)
+            unlabeled=strategy.training_unlabeled(pool, seed, stage), progress=f"stage {stage} train" if progress else None)
         value = accuracy(model, data.test_x, data.test_y, None, augmenter, recipe.eval_batch_size, recipe.bf16)
         train_seconds = time.perf_counter() - t0
         state["stages"].append({
@@ -130,7 +130,7 @@ def run(
             query_seconds = time.perf_counter() - t0
             pool.label(picked)
             state["pending"] = {"selected_sha256": indices_sha256(picked), "selected": len(picked),
-                                "query_seconds": query_seconds}
+                                "selected_classes": _class_counts(data, picked), "query_seconds": query_seconds}
         state["next_stage"] = stage + 1
         state["labeled"] = pool.labeled.tolist()
         if not strategy.reinit_each_stage:
@@ -150,6 +150,12 @@ def run(
     }
     atomic_write_json(out, record)
     return record
+
+
+def _class_counts(data: ImageData, indices) -> list[int]:
+    """How many of the selected examples belong to each class (a query's class balance, e.g. DAL Sec. 5.4 on EGL)."""
+    labels = data.train_y[torch.as_tensor(np.asarray(indices, dtype=np.int64), device=data.train_y.device)]
+    return torch.bincount(labels, minlength=data.num_classes).tolist()
 
 
 def build_task_model(exp, data: ImageData, init_seed: int):

@@ -20,12 +20,14 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return (-plogp.sum(dim=-1)).clamp_min(0.0)
 
 
-def select_topk(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
+def select_topk(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
+                tiebreak: torch.Tensor | None = None) -> torch.Tensor:
     """The k pool indices with the highest scores, highest first, exact ties to the lowest index.
 
     `scores` is (N,) over the whole pool. `candidates` (pool indices) restricts the choice; with it, the
     result is the same as scoring only the candidates. Deterministic: a stable sort on (-score, index).
-    NaN scores are rejected (they have no order).
+    `tiebreak` (N,) distinct priorities (e.g. a seeded random permutation) replaces the index as the
+    tie-breaker: exact ties go to the lowest priority. NaN scores are rejected (they have no order).
     """
     if scores.dim() != 1:
         raise ValueError(f"scores must be 1-D, got shape {tuple(scores.shape)}")
@@ -38,8 +40,10 @@ def select_topk(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = 
     )
     if k < 0 or k > pool.numel():
         raise ValueError(f"cannot select k={k} from {pool.numel()} candidates")
-    # Sort candidates by index first, then a stable descending sort on score keeps lower indices first on ties.
+    # Sort candidates by index (or priority) first; a stable descending sort on score keeps them first on ties.
     pool = torch.sort(pool).values
+    if tiebreak is not None:
+        pool = pool[torch.argsort(tiebreak.to(pool.device)[pool], stable=True)]
     order = torch.sort(scores[pool], descending=True, stable=True).indices
     return pool[order[:k]]
 
@@ -64,10 +68,17 @@ def margin(probs: torch.Tensor) -> torch.Tensor:
 
 
 def variation_ratio(mc_probs: torch.Tensor) -> torch.Tensor:
-    """1 - (count of the modal argmax over the T passes) / T; range [0, 1 - 1/min(T, C)] (DBAL Sec. 3)."""
+    """1 - (count of the modal argmax over the T passes) / T; range [0, 1 - 1/min(T, C)] (DBAL Sec. 3,
+    Freeman 1965). Its values are multiples of 1/T, so ties are common: break them at random, not by index."""
     t, _, c = mc_probs.shape
     votes = torch.nn.functional.one_hot(mc_probs.argmax(dim=-1), c).sum(dim=0)  # (N, C)
     return 1.0 - votes.max(dim=-1).values.float() / t
+
+
+def mean_probability_variation_ratio(mc_probs: torch.Tensor) -> torch.Tensor:
+    """1 - max_c of the mean over T passes of p_c: least confidence of the MC-dropout mean, what DAL's
+    reference code computes as its "Bayesian" variation ratio; range [0, 1 - 1/C]."""
+    return least_confidence(mc_probs.float().mean(dim=0))
 
 
 def mc_entropy(mc_probs: torch.Tensor) -> torch.Tensor:
@@ -126,13 +137,17 @@ def mcdal_acquisition(d_unlabeled: torch.Tensor, d_labeled: torch.Tensor) -> tor
 # --- ADS -------------------------------------------------------------------------------------------------
 
 
-def ads_entropy(s1: torch.Tensor, s2: torch.Tensor, reduce: str = "mean", log_base: float | None = None) -> torch.Tensor:
-    """E(u) of ADS Eq. 3 on two classifiers' sigmoid scores (N, C), each renormalised to sum to 1 as the
-    reference code does: reduce='mean' gives -1/2 (sum p1 log p1 + sum p2 log p2); 'max' / 'min' take one
-    head's entropy (ADS Table 2). Natural log as the paper writes (log_base=2 for the code's log2), so
-    E(u) is in [0, log C]."""
-    p1 = s1.float() / s1.float().sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    p2 = s2.float() / s2.float().sum(dim=-1, keepdim=True).clamp_min(1e-12)
+def ads_entropy(s1: torch.Tensor, s2: torch.Tensor, reduce: str = "mean", log_base: float | None = None,
+                renormalise: bool = False) -> torch.Tensor:
+    """E(u) of ADS Eq. 3 on two classifiers' sigmoid outputs (N, C): reduce='mean' gives
+    -1/2 (sum_c s1_c log s1_c + sum_c s2_c log s2_c) on the raw sigmoid scores, as the equation is written
+    (natural log; each term -s log s is in [0, 1/e], so E(u) is in [0, C/e]); 'max' / 'min' take one head's
+    entropy (ADS Table 2). `renormalise=True` is the reference code's reading (each head's scores divided by
+    their sum first, E(u) in [0, log C]); `log_base=2` its log2."""
+    p1, p2 = s1.float(), s2.float()
+    if renormalise:
+        p1 = p1 / p1.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        p2 = p2 / p2.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     h = torch.stack((entropy(p1), entropy(p2)))
     if log_base is not None:
         h = h / torch.log(torch.tensor(float(log_base)))
@@ -230,10 +245,11 @@ def kcenter_greedy(features: torch.Tensor, labeled: torch.Tensor, budget: int, c
 # --- EGL (Settles et al. 2008; DAL's baseline) ------------------------------------------------------------
 
 
-def expected_gradient_length(grad_sq_norms: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """EGL(x) = sum_c p(c|x) * ||grad_theta l(x, c)||^2, from the (N, C) squared gradient norms for every
-    possible label and the (N, C) predictions (Settles et al. 2008, Eq. 1 with the squared norm)."""
-    return (grad_sq_norms.float() * probs.float()).sum(dim=-1)
+def expected_gradient_length(grad_norms: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """EGL(x) = sum_c p(c|x) * ||grad_theta l(x, c)||, the expected gradient norm, from the (N, C) gradient
+    norms for every possible label and the (N, C) predictions (Settles, Craven & Ray 2008, Eq. 1; Huang et
+    al. 2016). DAL's code squares the norm (`egl-code`, or pass squared norms here)."""
+    return (grad_norms.float() * probs.float()).sum(dim=-1)
 
 
 # --- DAL (Gissin & Shalev-Shwartz 2019) -------------------------------------------------------------------

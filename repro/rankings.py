@@ -34,13 +34,18 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
     aug = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     ctx = QueryContext(model, data, pool, aug, recipe, seed, 0)
     unlabeled = pool.unlabeled
-    out = {"unlabeled": unlabeled}
+    out = {"unlabeled": unlabeled, "initial_pool_sha256": np.array(pool.sha256())}  # checked against the runs
     for m in r.methods:
-        if m == "dal":  # one discriminator, labeled vs unlabeled, scoring every unlabeled example
+        if m == "dal":  # one discriminator, labeled vs unlabeled (its 10 |L| subsample), scoring every unlabeled example
             method, opts = params.method_spec(m, r.of)
             _, psi = ctx.predict(np.arange(pool.size))
-            target = torch.as_tensor(~pool.labeled_mask, dtype=torch.float32, device=psi.device)
-            disc = train_discriminator(psi, target, opts, seed=stage_seed(seed, 0, "dal-rank"))
+            train_unl = unlabeled
+            if opts.subsample:
+                n = min(10 * pool.n_labeled, len(unlabeled))
+                train_unl = np.sort(np.random.default_rng(stage_seed(seed, 0, "dal-rank-sub")).choice(unlabeled, n, replace=False))
+            idx = torch.as_tensor(np.concatenate([pool.labeled, train_unl]), device=psi.device)
+            target = torch.cat([torch.zeros(pool.n_labeled), torch.ones(len(train_unl))]).to(psi.device)
+            disc = train_discriminator(psi[idx], target, opts, seed=stage_seed(seed, 0, "dal-rank"))
             out[m] = unlabeled_probability(disc, psi[torch.as_tensor(unlabeled, device=psi.device)]).cpu().numpy()
             continue
         method, opts = params.method_spec(m, r.of)
@@ -48,7 +53,9 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
             from dataclasses import replace
 
             opts = replace(opts, subset=None)
-        out[m] = build_strategy(method, opts).score(ctx, unlabeled).float().cpu().numpy()
+        strategy = build_strategy(method, opts)
+        strategy._budget = exp.schedule.labeled_counts(data.pool_size)[1] - n0  # DFAL code: iterate until a query's worth flip
+        out[m] = strategy.score(ctx, unlabeled).float().cpu().numpy()
     return out
 
 

@@ -38,7 +38,8 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 
 
 # The modules a run's result depends on (also the run stages' code deps in dvc.yaml).
-RUN_CODE = ("config.py", "schema.py", "data", "models", "strategies", "losses.py", "train.py", "loop.py", "records.py")
+RUN_CODE = ("config.py", "schema.py", "data", "models", "strategies", "losses.py", "kcenter_mip.py", "train.py", "loop.py",
+            "records.py")
 
 
 def code_sha256() -> str:

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import math
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,25 @@ def autocast(device: torch.device, enabled: bool = True):
 def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """channels_last for image batches on CUDA; unchanged otherwise."""
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(model: nn.Module):
+    """Forward passes inside leave every BatchNorm's running statistics (and batch counter) unchanged; the
+    batch is still normalised with its own statistics in train mode (momentum 0 for the duration)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        if m.momentum is None:
+            raise ValueError("frozen_batchnorm_stats needs BatchNorm with a momentum (not a cumulative average)")
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 @dataclass
@@ -116,6 +136,10 @@ class TrainContext:
         self.optimizers: list[torch.optim.Optimizer] = []
         self.task_optimizer = self.make_optimizer(model.parameters())
         self.unlabeled_stream: BatchStream | None = None
+        # The unlabeled stream and its augmentation draw from their own generator, so a hook that only reads
+        # unlabeled data leaves the task model's batches, augmentation and initialisation unchanged.
+        self.unlabeled_gen: torch.Generator | None = None
+        self._driving_unlabeled: torch.Tensor | None = None
         self.epoch, self.phase = 0, ""
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
@@ -132,16 +156,21 @@ class TrainContext:
     def autocast(self):
         return autocast(self.device, self.recipe.bf16)
 
-    def prepare(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor, train: bool = True, gen: torch.Generator | None = None) -> torch.Tensor:
         """Raw uint8 batch -> augmented (train) or plain (eval), normalized float batch in the device layout."""
-        x = self.augmenter.train(images, self.gen) if train else self.augmenter.eval(images)
+        x = self.augmenter.train(images, gen or self.gen) if train else self.augmenter.eval(images)
         return device_layout(x, self.device)
 
     def next_unlabeled(self) -> torch.Tensor:
-        """The next augmented unlabeled batch (hooks that set `uses_unlabeled`)."""
-        if self.unlabeled_stream is None:
+        """The next augmented unlabeled batch (hooks that set `uses_unlabeled`): in a phase driven by the
+        unlabeled pass, that pass's current batch; otherwise the next batch of the endless unlabeled stream."""
+        if self._driving_unlabeled is not None:
+            idx, self._driving_unlabeled = self._driving_unlabeled, None
+        elif self.unlabeled_stream is None:
             raise RuntimeError("this hook did not declare uses_unlabeled, or the unlabeled pool is empty")
-        return self.prepare(self.data.train_x[self.unlabeled_stream.next()])
+        else:
+            idx = self.unlabeled_stream.next()
+        return self.prepare(self.data.train_x[idx], gen=self.unlabeled_gen)
 
     def default_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on the labeled batch, one step of the task optimizer; returns the detached loss."""
@@ -156,13 +185,23 @@ class TrainContext:
 class TrainingHook:
     """How a method extends training: its own modules and optimizers (`setup`), its own step (`training_step`).
 
-    Set `uses_unlabeled = True` to get `ctx.next_unlabeled()` batches. `phases` names the passes over the
-    labeled batches that make one epoch (ADS runs four); `ctx.phase` tells the step which one it is in.
-    `should_stop` is asked after every epoch (one host sync per epoch is fine). The default is plain CE.
+    Set `uses_unlabeled = True` to get `ctx.next_unlabeled()` batches. `epoch_phases(epoch)` names the passes
+    that make one epoch (ADS: agreement, discrepancy, labeled); `ctx.phase` tells the step which one it is in.
+    `phase_driver(phase)` says what one pass iterates: "labeled" (one pass over the labeled batches, or the
+    recipe's fixed iterations), "unlabeled" (one pass over the unlabeled set; the step gets x = y = None and
+    reads the batch with `ctx.next_unlabeled()`), or "unlabeled+labeled" (the same, with a labeled batch from
+    the cycled labeled stream as x, y). `should_stop` is asked after every epoch (one host sync per epoch is
+    fine). The default is plain CE on labeled passes.
     """
 
     uses_unlabeled: bool = False
     phases: tuple[str, ...] = ("train",)
+
+    def epoch_phases(self, epoch: int) -> tuple[str, ...]:
+        return self.phases
+
+    def phase_driver(self, phase: str) -> str:
+        return "labeled"
 
     def setup(self, ctx: TrainContext) -> None:
         """Create method modules on ctx.device and their optimizers with ctx.make_optimizer (shared schedule)."""
@@ -178,6 +217,11 @@ class TrainingHook:
 
     def should_stop(self, ctx: TrainContext) -> bool:
         return False
+
+
+def derive_seed(seed: int, stage: int, purpose: str) -> int:
+    """A 31-bit seed for one purpose of one stage of a run: the suite's one seeding rule."""
+    return zlib.crc32(f"{seed}:{stage}:{purpose}".encode()) & 0x7FFFFFFF
 
 
 def learning_rate(recipe: Recipe, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
@@ -229,8 +273,9 @@ def fit(
     stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, gen,
                          drop_last=recipe.epoch_iterations is not None)
     if hook.uses_unlabeled and unlabeled is not None and len(unlabeled):
-        ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size, gen,
-                                           drop_last=recipe.epoch_iterations is not None)
+        ctx.unlabeled_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "unlabeled"))
+        ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size,
+                                           ctx.unlabeled_gen, drop_last=recipe.epoch_iterations is not None)
     val_t = torch.as_tensor(val_idx, device=device)
     best_acc, best_epoch, best_state = -1.0, None, None
     start, steps, loss_value = time.perf_counter(), 0, float("nan")
@@ -241,19 +286,33 @@ def fit(
         ctx.epoch, epochs_run = epoch, epoch + 1
         model.train()
         loss_sum, n_batches = torch.zeros((), device=device), 0
-        for phase in hook.phases:
+        for phase in hook.epoch_phases(epoch):
             ctx.phase = phase
-            batches = (
-                stream.pass_batches() if recipe.epoch_iterations is None
-                else [stream.next() for _ in range(recipe.epoch_iterations)]
-            )
+            driver = hook.phase_driver(phase)
+            if driver == "labeled":
+                batches = (
+                    stream.pass_batches() if recipe.epoch_iterations is None
+                    else [stream.next() for _ in range(recipe.epoch_iterations)]
+                )
+            elif driver in ("unlabeled", "unlabeled+labeled"):
+                batches = ctx.unlabeled_stream.pass_batches() if ctx.unlabeled_stream is not None else []
+            else:
+                raise ValueError(f"unknown phase driver {driver!r} for phase {phase!r}")
             for i, idx in enumerate(batches):
                 lr = hook.learning_rate(recipe, epoch, i, len(batches), len(train_idx))
                 for opt in ctx.optimizers:
                     for group in opt.param_groups:
                         group["lr"] = lr
-                x = ctx.prepare(data.train_x[idx])
-                loss_sum += hook.training_step(ctx, x, data.train_y[idx])
+                if driver == "labeled":
+                    x, y = ctx.prepare(data.train_x[idx]), data.train_y[idx]
+                else:
+                    ctx._driving_unlabeled = idx
+                    x = y = None
+                    if driver == "unlabeled+labeled":
+                        lidx = stream.next()
+                        x, y = ctx.prepare(data.train_x[lidx]), data.train_y[lidx]
+                loss_sum += hook.training_step(ctx, x, y)
+                ctx._driving_unlabeled = None
             n_batches += len(batches)
         steps += n_batches
         if val_t.numel() and epoch >= recipe.best_after_epoch:

@@ -7,6 +7,7 @@ import sys
 import yaml
 
 from .conftest import ROOT, tiny_params
+from .test_data import write_fake_cifar10
 
 
 def _repro(params_file, *args):
@@ -38,14 +39,17 @@ def test_run_figure_audit_where(tmp_path):
     (tables / "mcdal.yaml").write_text(yaml.safe_dump({
         "paper": "mcdal", "title": "t", "protocol": {}, "code_differences": [],
         "claims": [{"id": "m1", "where": "Fig. 3", "quote": "a quote from the paper", "kind": "ordering",
+                    "stages": "after_first", "require": "every",
                     "setting": {"dataset": "cifar10", "model": "resnet18", "methods": ["entropy", "random"]},
                     "comparisons": [{"better": ["entropy"], "than": "random", "experiments": ["mcdal_fig3"]}]}],
     }))
     audit = _repro(pfile, "audit", "--tables", str(tables))
     assert audit.returncode == 0, audit.stderr
     result = json.loads((tmp_path / "reports" / "audit.json").read_text())
-    assert result["claims"][0]["verdict"] in ("reproduced", "deviates") and result["claims"][0]["profile"] == "smoke"
-    assert "| `m1` |" in (tmp_path / "reports" / "audit.md").read_text()
+    row = result["claims"][0]
+    assert row["verdict"] == "not comparable" and row["reason"] == "n = 2 seeds < 5" and row["profile"] == "smoke"
+    assert row["evidence"] and row["rule_on_this_evidence"] in ("holds", "fails")
+    assert "| `m1`<br>rule:" in (tmp_path / "reports" / "audit.md").read_text()
 
     where = _repro(pfile, "where")
     assert "fig3.png" in where.stdout and "audit.md" in where.stdout
@@ -59,3 +63,30 @@ def test_missing_records_is_one_clear_line(tmp_path):
     proc = _repro(pfile, "figure", "mcdal/fig3")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: missing run record")
+
+
+def test_damaged_dataset_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    raw = tiny_params(tmp_path, dataset="cifar10")
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(raw))
+    folder = write_fake_cifar10(tmp_path / "data")
+    batch = folder / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:100])  # truncated
+
+    proc = _repro(pfile, "run", "tiny", "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {batch}: cannot be read"), lines
+    assert "params.yaml" not in lines[0] and "python -m repro data download cifar10" in lines[0]
+
+    debug = _repro(pfile, "--debug", "run", "tiny", "--quiet")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == lines[0]
+
+
+def test_unknown_name_is_one_line(tmp_path):
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(tiny_params(tmp_path)))
+    proc = _repro(pfile, "figure", "nope/fig9")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "error: unknown artifact 'nope/fig9'" in proc.stderr

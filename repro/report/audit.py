@@ -1,38 +1,95 @@
 """The audit: every registered claim beside what this suite measured, with a verdict.
 
-Verdicts: `reproduced`, `deviates`, or `not comparable` (with a reason: an experiment that is not in
-params.yaml, runs or rankings that are absent). Every number carries the run records and commit it came from.
+Verdicts: `reproduced`, `deviates`, or `not comparable` with a reason: an experiment that is not built,
+missing, stale or incomplete records, NaN values, no evidence, or fewer than MIN_SEEDS paired seeds (the
+evidence is still shown, with what the rule gives on it). Rules per kind are in `repro/report/stats.py`
+and `describe_rule`; every number carries the run records and commit it came from.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.claims import load_registries
-from repro.report.runs import RecordError, load_records, paired_differences, resolve_groups, stages_frame
+from repro.report.runs import (
+    RecordError,
+    check_pool_identity,
+    load_records,
+    paired_values,
+    resolve_groups,
+    stages_frame,
+)
+from repro.report.stats import MIN_SEEDS, combine, select_stages, stage_test
 
 
 class NotComparable(Exception):
     pass
 
 
-def _frame(params: Params, experiment: str, cache: dict) -> tuple[pd.DataFrame, list[str]]:
-    if experiment not in cache:
-        if experiment not in dict(params.experiments):
-            raise NotComparable(f"no experiment {experiment!r} in params.yaml (not built yet)")
-        exp = params.experiment(experiment)
+@dataclass
+class Judgement:
+    ok: bool
+    evidence: list[dict]
+    runs: list[str] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+    n_min: int = 0  # the fewest paired seeds behind any piece of evidence
+
+
+def describe_rule(claim: dict) -> str:
+    """The claim's test in words (rendered next to the quote in the audit)."""
+    kind = claim["kind"]
+    if kind in ("similarity", "dissimilarity"):
+        if kind == "similarity":
+            return f"Spearman rho >= {claim['min_rho']} in every seed (n >= {MIN_SEEDS})"
+        return f"|Spearman rho| < {claim['max_abs_rho']} in every seed (n >= {MIN_SEEDS})"
+    stages = {"all": "stages", "after_first": "stages after the first", "first_half": "first half of the stages",
+              "first_half_after_first": "first half of the stages after the first"}[claim["stages"]]
+    req = "every one of the" if claim["require"] == "every" else "more than half of the"
+    metric = claim.get("metric", "accuracy")
+    what = {"ordering": "95% t-interval of the paired difference (better - than) above 0",
+            "not_better": f"one-sided 95% upper bound of (better - than) below +{claim.get('margin')}",
+            "parity": f"90% t-interval of the paired difference inside (-{claim.get('margin')}, +{claim.get('margin')}) (TOST)"}[kind]
+    return f"{what} at {req} {stages}, on {metric}, over >= {MIN_SEEDS} paired seeds"
+
+
+class Evidence:
+    """Run records per experiment, loaded once, checked against the current params."""
+
+    def __init__(self, params: Params):
+        self.params, self.cache = params, {}
+
+    def frame(self, experiment: str) -> tuple[pd.DataFrame, list[dict]]:
+        if experiment not in self.cache:
+            if experiment not in dict(self.params.experiments):
+                raise NotComparable(f"no experiment {experiment!r} in params.yaml (not built yet)")
+            exp = self.params.experiment(experiment)
+            try:
+                records = load_records(self.params.results_dir, experiment, exp.methods, exp.seeds, self.params)
+            except RecordError as e:
+                raise NotComparable(str(e)) from None
+            self.cache[experiment] = (stages_frame(records), records)
+        return self.cache[experiment]
+
+    def records(self, experiments) -> list[dict]:
+        recs = [r for e in experiments for r in self.frame(e)[1]]
         try:
-            records = load_records(params.results_dir, experiment, exp.methods, exp.seeds)
+            check_pool_identity(recs, across_experiments=True)
         except RecordError as e:
             raise NotComparable(str(e)) from None
-        cache[experiment] = (stages_frame(records), [r["_path"] for r in records],
-                             sorted({(r["provenance"]["git"] or {}).get("commit") or "unknown" for r in records}))
-    return cache[experiment]
+        return recs
+
+
+def _provenance(records: list[dict]) -> tuple[list[str], list[str]]:
+    runs = [r["_path"] for r in records]
+    commits = [((r.get("provenance") or {}).get("git") or {}).get("commit") or "unknown" for r in records]
+    return runs, commits
 
 
 def _resolve(name: str, df: pd.DataFrame, groups: dict) -> str:
@@ -46,56 +103,76 @@ def _resolve(name: str, df: pd.DataFrame, groups: dict) -> str:
     return name
 
 
-def _stage_filter(diffs: list[dict], stages: str) -> list[dict]:
-    return diffs[: max(1, (len(diffs) + 1) // 2)] if stages == "first_half" else diffs
+def _judge_pair(claim: dict, df: pd.DataFrame, a: str, b: str) -> tuple[bool, list[dict], int]:
+    column = claim.get("metric", "accuracy")
+    column = "value" if column == "accuracy" else column
+    vals = paired_values(df, a, b, column)
+    chosen = select_stages(list(vals), claim["stages"])
+    if not chosen:
+        raise NotComparable(f"no stage selected by stages: {claim['stages']} for {a} vs {b}")
+    per_stage = []
+    for st in chosen:
+        labeled, seeds, d = vals[st]
+        if not np.isfinite(d).all():
+            raise NotComparable(f"{column} is NaN for {a} or {b} at stage {st}")
+        per_stage.append({"stage": st, "labeled": labeled, **stage_test(claim["kind"], d, claim.get("margin"))})
+    ok = combine([s["holds"] for s in per_stage], claim["require"])
+    return ok, per_stage, min(s["n"] for s in per_stage)
 
 
-def judge_comparisons(params, claim, groups, cache) -> tuple[bool, list[dict], list[str], list[str]]:
-    evidence, runs, commits, ok_all = [], [], [], True
+def judge_comparisons(ev: Evidence, claim: dict, groups: dict) -> Judgement:
+    evidence, records, ok_all, n_min = [], [], True, None
     for cmp in claim["comparisons"]:
+        records += ev.records(cmp["experiments"])
         for experiment in cmp["experiments"]:
-            df, paths, commit = _frame(params, experiment, cache)
-            runs += paths
-            commits += commit
+            df, _ = ev.frame(experiment)
             than = _resolve(cmp["than"], df, groups)
             for better in cmp["better"]:
                 b = _resolve(better, df, groups)
-                diffs = _stage_filter(paired_differences(df, b, than), claim.get("stages", "all"))
-                above = sum(d["ci95"][0] > 0 for d in diffs)
-                ok = above > len(diffs) / 2 if claim["kind"] == "ordering" else above <= len(diffs) / 2
+                ok, stages, n = _judge_pair(claim, df, b, than)
                 ok_all &= ok
+                n_min = n if n_min is None else min(n_min, n)
                 evidence.append({"experiment": experiment, "better": better, "better_method": b, "than": cmp["than"],
-                                 "than_method": than, "stages_ci_above_0": above, "stages": len(diffs),
-                                 "holds": ok, "differences": diffs})
-    return ok_all, evidence, runs, commits
+                                 "than_method": than, "stages_holding": sum(s["holds"] for s in stages),
+                                 "stages": len(stages), "holds": ok, "per_stage": stages})
+    return Judgement(ok_all, evidence, *_provenance(records), n_min or 0)
 
 
-def judge_parity(params, claim, groups, cache):
-    evidence, runs, commits, ok_all = [], [], [], True
+def judge_parity(ev: Evidence, claim: dict, groups: dict) -> Judgement:
+    evidence, ok_all, n_min = [], True, None
+    records = ev.records(claim["experiments"])
+    names = claim["methods"]
+    ref = claim.get("reference")
+    pairs = [(ref, m) for m in names if m != ref] if ref else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for experiment in claim["experiments"]:
-        df, paths, commit = _frame(params, experiment, cache)
-        runs += paths
-        commits += commit
-        names = claim["methods"]
-        resolved = {n: _resolve(n, df, groups) for n in names}
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                diffs = paired_differences(df, resolved[a], resolved[b])
-                inside = sum(d["ci95"][0] <= 0 <= d["ci95"][1] for d in diffs)
-                ok = inside > len(diffs) / 2
-                ok_all &= ok
-                evidence.append({"experiment": experiment, "a": a, "a_method": resolved[a], "b": b,
-                                 "b_method": resolved[b], "stages_ci_contains_0": inside, "stages": len(diffs),
-                                 "holds": ok, "differences": diffs})
-    return ok_all, evidence, runs, commits
+        df, _ = ev.frame(experiment)
+        resolved = {n: _resolve(n, df, groups) for n in set(names) | ({ref} if ref else set())}
+        for a, b in pairs:
+            ok, stages, n = _judge_pair(claim, df, resolved[a], resolved[b])
+            ok_all &= ok
+            n_min = n if n_min is None else min(n_min, n)
+            evidence.append({"experiment": experiment, "a": a, "a_method": resolved[a], "b": b, "b_method": resolved[b],
+                             "stages_holding": sum(s["holds"] for s in stages), "stages": len(stages), "holds": ok,
+                             "per_stage": stages})
+    return Judgement(ok_all, evidence, *_provenance(records), n_min or 0)
 
 
-def judge_rankings(params, claim, groups, cache):
-    import numpy as np
+def judge_rho(kind: str, rhos: dict[int, float], claim: dict) -> bool:
+    """similarity: every seed's rho >= min_rho; dissimilarity: every seed's |rho| < max_abs_rho."""
+    vals = list(rhos.values())
+    if not vals or not all(np.isfinite(vals)):
+        return False
+    if kind == "similarity":
+        return all(r >= claim["min_rho"] for r in vals)
+    return all(abs(r) < claim["max_abs_rho"] for r in vals)
+
+
+def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     from scipy.stats import spearmanr
 
     from repro.report.rankings_fig import load_scores
 
+    params = ev.params
     name = claim["rankings"]
     if name not in dict(params.rankings):
         raise NotComparable(f"no rankings {name!r} in params.yaml")
@@ -104,59 +181,85 @@ def judge_rankings(params, claim, groups, cache):
     except RecordError as e:
         raise NotComparable(str(e)) from None
     of = params.ranking(name).of
-    df, _, commit = _frame(params, of, cache)  # group choice: the same as the curve figure of `of`
+    df, records = ev.frame(of)  # group choice: the same as the curve figure of `of`
+    pools = {r["seed"]: r["initial_pool_sha256"] for r in records}
+    for s, v in scores.items():
+        have = str(v["initial_pool_sha256"]) if "initial_pool_sha256" in v else None
+        if have != pools.get(s):
+            raise NotComparable(f"rankings {name} seed {s}: initial pool {str(have)[:12]} is not the one {of}'s runs "
+                                f"started from ({str(pools.get(s))[:12]}); re-run `python -m repro rank {name}`")
     a, b = (_resolve(n, df, groups) if n in groups else n for n in claim["pair"])
+    for m in (a, b):
+        if any(m not in v for v in scores.values()):
+            raise NotComparable(f"rankings {name} have no scores for {m!r}")
     rhos = {int(s): float(spearmanr(v[a], v[b]).statistic) for s, v in scores.items()}
-    mean = float(np.mean(list(rhos.values())))
-    ok = mean >= claim["min_rho"] if claim["kind"] == "similarity" else abs(mean) <= claim["max_abs_rho"]
+    ok = judge_rho(claim["kind"], rhos, claim)
     bound = {"min_rho": claim["min_rho"]} if claim["kind"] == "similarity" else {"max_abs_rho": claim["max_abs_rho"]}
-    ev = [{"pair": claim["pair"], "methods": [a, b], "rho_per_seed": rhos, "rho_mean": mean, **bound, "holds": ok}]
+    ev_row = {"pair": claim["pair"], "methods": [a, b], "rho_per_seed": rhos,
+              "rho_mean": float(np.mean(list(rhos.values()))), **bound, "holds": ok}
     runs = [str(Path(params.results_dir) / name / f"seed{s}.npz") for s in scores]
-    return ok, ev, runs, commit
+    return Judgement(ok, [ev_row], runs, _provenance(records)[1], len(rhos))
 
 
 JUDGES = {"ordering": judge_comparisons, "not_better": judge_comparisons, "parity": judge_parity,
           "similarity": judge_rankings, "dissimilarity": judge_rankings}
 
 
+def verdict(j: Judgement) -> tuple[str, str | None]:
+    """(verdict, reason): no verdict without evidence or on fewer than MIN_SEEDS paired seeds."""
+    if not j.evidence:
+        return "not comparable", "no evidence"
+    if j.n_min < MIN_SEEDS:
+        return "not comparable", f"n = {j.n_min} seeds < {MIN_SEEDS}"
+    return ("reproduced" if j.ok else "deviates"), None
+
+
 def audit(params: Params, tables: Path | str = "paper_tables") -> dict:
-    cache: dict = {}
+    ev = Evidence(params)
     rows = []
     for paper, reg in load_registries(tables).items():
         groups = (reg["protocol"] or {}).get("groups", {}) or {}
         for claim in reg["claims"]:
             row = {"id": claim["id"], "paper": paper, "where": claim["where"], "kind": claim["kind"],
-                   "quote": claim["quote"], "setting": claim["setting"], "profile": params.profile}
+                   "quote": claim["quote"], "rule": describe_rule(claim), "setting": claim["setting"],
+                   "profile": params.profile}
             try:
-                ok, evidence, runs, commits = JUDGES[claim["kind"]](params, claim, groups, cache)
-                row.update(verdict="reproduced" if ok else "deviates", evidence=evidence,
-                           runs=sorted(set(runs)), commits=sorted(set(commits)))
+                j = JUDGES[claim["kind"]](ev, claim, groups)
+                v, reason = verdict(j)
+                row.update(verdict=v, evidence=j.evidence, runs=sorted(set(j.runs)), commits=sorted(set(j.commits)),
+                           n_seeds=j.n_min)
+                if reason:
+                    row.update(reason=reason, rule_on_this_evidence="holds" if j.ok else "fails")
             except NotComparable as e:
-                row.update(verdict="not comparable", reason=str(e), evidence=[], runs=[], commits=[])
-            if claim.get("note"):
-                row["note"] = claim["note"]
+                row.update(verdict="not comparable", reason=str(e), evidence=[], runs=[], commits=[], n_seeds=0)
+            for key in ("note", "reading"):
+                if claim.get(key):
+                    row[key] = claim[key]
             rows.append(row)
     counts = Counter(r["verdict"] for r in rows)
-    summary = {"profile": params.profile, "claims": len(rows),
+    summary = {"profile": params.profile, "claims": len(rows), "min_seeds": MIN_SEEDS,
                "verdicts": {params.profile: {v: counts.get(v, 0) for v in ("reproduced", "deviates", "not comparable")}},
                "git": git_commit()}
     return {"summary": summary, "claims": rows}
 
 
 def _cell(row: dict) -> str:
-    if row["verdict"] == "not comparable":
-        return row["reason"]
     parts = []
     for e in row["evidence"]:
         if "rho_mean" in e:
-            parts.append(f"rho({e['methods'][0]}, {e['methods'][1]}) = {e['rho_mean']:.2f}")
+            per = ", ".join(f"{r:.2f}" for r in e["rho_per_seed"].values())
+            parts.append(f"rho({e['methods'][0]}, {e['methods'][1]}) per seed: {per}")
         elif "better" in e:
-            parts.append(f"{e['experiment'].split('_')[-1]}: {e['better_method']} > {e['than_method']} at "
-                         f"{e['stages_ci_above_0']}/{e['stages']}")
+            parts.append(f"{e['experiment']}: {e['better_method']} vs {e['than_method']} holds at "
+                         f"{e['stages_holding']}/{e['stages']}")
         else:
-            parts.append(f"{e['experiment'].split('_')[-1]}: {e['a_method']} ~ {e['b_method']} at "
-                         f"{e['stages_ci_contains_0']}/{e['stages']}")
-    return "; ".join(parts)
+            parts.append(f"{e['experiment']}: {e['a_method']} ~ {e['b_method']} holds at "
+                         f"{e['stages_holding']}/{e['stages']}")
+    text = "; ".join(parts)
+    if row["verdict"] == "not comparable":
+        tail = f" (the rule {row['rule_on_this_evidence']} on this evidence)" if "rule_on_this_evidence" in row else ""
+        return f"{row['reason']}{tail}" + (f" — {text}" if text else "")
+    return text
 
 
 def render_markdown(result: dict) -> str:
@@ -167,16 +270,16 @@ def render_markdown(result: dict) -> str:
         f"Profile **{s['profile']}** (commit {(s['git'] or {}).get('commit') or 'unknown'}): "
         f"{counts['reproduced']} reproduced, {counts['deviates']} deviate, {counts['not comparable']} not comparable "
         f"of {s['claims']} claims.", "",
-        "Rules: ordering = paired difference (seeds share the initial pool) with its 95% bootstrap CI above 0 at "
-        "more than half of the stages after the first; not_better = at no more than half; parity = CI contains 0 "
-        "at more than half; similarity = mean Spearman rho >= threshold. `X at k/n` = stages where it holds. "
-        "Smoke-profile verdicts are computed the same way on reduced runs: they test the machinery, not the paper.",
+        f"No claim gets `reproduced` or `deviates` on fewer than {s['min_seeds']} paired seeds (seeds share the "
+        "initial pool); absence claims (`not_better`, `parity`) are equivalence tests with the margin stated in the "
+        "claim; stale, incomplete or NaN evidence is `not comparable`. Each row's rule is written under it. "
+        "Smoke-profile rows are computed the same way on reduced runs: they test the machinery, not the paper.",
         "", "| claim | where | verdict | evidence |", "| --- | --- | --- | --- |",
     ]
     for r in result["claims"]:
-        lines.append(f"| `{r['id']}` | {r['where']} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
-    lines += ["", "Quotes, settings, per-stage differences with CIs and the run records behind every number are in "
-              "`reports/audit.json`."]
+        lines.append(f"| `{r['id']}`<br>rule: {r['rule']} | {r['where']} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
+    lines += ["", "Quotes, settings, per-stage differences with their intervals and the run records behind every number "
+              "are in `reports/audit.json`."]
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ def curve_summary(params: Params, fig: CurveFigure) -> dict:
     panels = []
     for experiment in fig.experiments:
         exp = params.experiment(experiment)
-        records = load_records(params.results_dir, experiment, exp.methods, exp.seeds)
+        records = load_records(params.results_dir, experiment, exp.methods, exp.seeds, params)
         df = stages_frame(records)
         chosen = resolve_groups(df, {g: list(m) for g, m in fig.groups})
         grouped = {m for _, members in fig.groups for m in members}

@@ -3,6 +3,7 @@
 from repro.strategies import (  # noqa: F401  (registration side effects)
     ads,
     coreset,
+    coreset_robust,
     dal,
     dfal,
     egl,

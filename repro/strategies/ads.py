@@ -1,12 +1,20 @@
-"""ADS (Fu et al., AAAI 2021): two sigmoid classifiers; per epoch the four steps of Alg. 1 (train on L;
-agreement: fix classifiers, align features on U; discrepancy: fix features, push classifiers apart on U while
-fitting L; train on L); selection by the mean entropy E(u) (Eq. 3) among a random subset of 10,000.
+"""ADS (Fu et al., AAAI 2021): two sigmoid classifiers on a shared feature; Alg. 1 per active-learning stage:
+train on L once before the first epoch, then every epoch (i) agreement: classifiers fixed, features aligned on
+U (Eqs. 2, 4, 5), (ii) discrepancy: features fixed, classifiers pushed apart on U while fitting L (Eqs. 6-8
+with Eq. 1), (iii) training on L (Eq. 1); selection by E(u) (Eq. 3) among a random subset of M = 10,000.
+
+The agreement and discrepancy steps each make one full pass over that random unlabeled subset (the same
+subset the query scores; the official code's unlabeled loader); the discrepancy step draws a labeled batch
+from the cycled labeled stream for every unlabeled batch ("the loss of labeled examples and unlabeled
+examples are mixed together and train the model once").
 
 Options cover the ablations: Table 1 (`weighting` none / entropy / calibration x `selection` random /
 entropy, and `classifiers: 1` for the single-classifier baseline) and Table 2 (`entropy_from` mean / max /
-min). Reading choices: each head is Linear(D, C) + sigmoid on the backbone feature (the paper names no
-architecture; the code's prototype heads are not described in the text); an agreement or discrepancy step
-draws one unlabeled batch per labeled batch; the task prediction is the mean of the two heads' scores.
+min: which entropy the calibration weight uses; selection always uses Eq. 3's mean). Reading choices: each
+head is Linear(D, C) + sigmoid on the backbone feature (the paper names no architecture; the code's
+prototype heads are not described in the text); the task prediction is the mean of the two heads' scores.
+The official code's readings are options: `renormalise` (E(u) on scores renormalised to sum 1), `log2`,
+`epoch_steps: code` (train on L before AND after the agreement/discrepancy steps in every epoch).
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from repro.train import TrainContext, TrainingHook
 
 @dataclass(frozen=True, kw_only=True)
 class ADSOptions(ScoreOptions):
-    subset: int | None = spec(Optional(Int(1)), 10_000)  # ADS: top-k among a random subset of M = 10,000
+    subset: int | None = spec(Optional(Int(1)), 10_000)  # ADS: M = 10,000 random unlabeled (train and query)
     classifiers: int = spec(Int(1, 2), 2)  # 1: the single-classifier baseline of Table 1 (no agreement/discrepancy)
     weighting: str = spec(Choice(("none", "entropy", "calibration")), "calibration")  # Table 1 columns
     selection: str = spec(Choice(("entropy", "random")), "entropy")  # Table 1 "Ent. (sel.)"
-    entropy_from: str = spec(Choice(("mean", "max", "min")), "mean")  # Table 2
+    entropy_from: str = spec(Choice(("mean", "max", "min")), "mean")  # Table 2: the entropy inside the weights
     tau: float = spec(Float(0.0, 10.0), 0.1)  # Eqs. 4, 7
-    log2: bool = spec(Bool(), False)  # the reference code's log2 (the paper writes log)
+    renormalise: bool = spec(Bool(), False)  # code reading: E(u) on head scores renormalised to sum to 1
+    log2: bool = spec(Bool(), False)  # code reading: log2 (the paper writes log)
+    epoch_steps: str = spec(Choice(("paper", "code")), "paper")  # code: train on L twice in every epoch
 
 
 class DualSigmoidHead(nn.Module):
@@ -54,25 +64,43 @@ def _trunk_params(model: Backbone):
     return [p for p in model.parameters() if id(p) not in head]
 
 
+PHASE_DRIVERS = {"labeled": "labeled", "agreement": "unlabeled", "discrepancy": "unlabeled+labeled"}
+
+
 class ADSHook(TrainingHook):
     uses_unlabeled = True
 
     def __init__(self, opts: ADSOptions):
         self.o = opts
-        self.phases = ("labeled", "agreement", "discrepancy", "labeled") if opts.classifiers == 2 else ("labeled",)
         self.uses_unlabeled = opts.classifiers == 2
+
+    def epoch_phases(self, epoch: int) -> tuple[str, ...]:
+        """Alg. 1: L once before the first epoch, then agreement -> discrepancy (+ L) -> L every epoch."""
+        if self.o.classifiers == 1:
+            return ("labeled",)
+        if epoch == 0 or self.o.epoch_steps == "code":
+            return ("labeled", "agreement", "discrepancy", "labeled")
+        return ("agreement", "discrepancy", "labeled")
+
+    def phase_driver(self, phase: str) -> str:
+        return PHASE_DRIVERS[phase]
 
     def setup(self, ctx: TrainContext) -> None:
         self.feat_opt = ctx.make_optimizer(_trunk_params(ctx.model))
         self.cls_opt = ctx.make_optimizer(ctx.model.head.parameters())
 
-    def entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-        return losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None)
+    def weight_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """E(u) inside the calibration weights (Eqs. 4, 7): mean (Eq. 3), max or min over heads (Table 2)."""
+        return losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None, self.o.renormalise)
+
+    def selection_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """E(u) of Eq. 3 (the mean over the two heads) for sample selection."""
+        return losses.ads_entropy(s1, s2, "mean", 2.0 if self.o.log2 else None, self.o.renormalise)
 
     def _bce(self, model, features, y) -> torch.Tensor:
         return sum(losses.ads_bce(z, y) for z in model.head.logits(features)).mean()  # Eq. 1
 
-    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def training_step(self, ctx: TrainContext, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
         model, o = ctx.model, self.o
         if ctx.phase == "labeled":  # train g, f1, f2 on L with Eq. 1
             with ctx.autocast():
@@ -86,7 +114,7 @@ class ADSHook(TrainingHook):
             if o.weighting == "none":
                 w = torch.full((n,), 1.0 / n, device=s1.device)
             else:
-                w = losses.ads_weights(self.entropy(s1.detach(), s2.detach()), n, o.tau)[0]
+                w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[0]
             loss = (w * losses.ads_agreement_loss(s1, s2)).sum()
             opt = self.feat_opt
         else:  # discrepancy: fix g; update f1, f2 to disagree on U while fitting L (Eqs. 6-8 + Eq. 1)
@@ -97,7 +125,7 @@ class ADSHook(TrainingHook):
             s1, s2 = torch.sigmoid(z1), torch.sigmoid(z2)
             n = s1.shape[0]
             if o.weighting == "calibration":
-                w = losses.ads_weights(self.entropy(s1.detach(), s2.detach()), n, o.tau)[1]
+                w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[1]
             else:
                 w = torch.full((n,), 1.0 / n, device=s1.device)
             loss = (w * losses.ads_discrepancy_loss(s1, s2)).sum() + self._bce(model, fl, y)
@@ -123,10 +151,14 @@ class ADSStrategy(ScoreStrategy):
         self.hook = ADSHook(self.options)
         return self.hook
 
+    def training_unlabeled(self, pool, seed: int, stage: int) -> np.ndarray:
+        return self.random_subset(pool, seed, stage)  # the agreement/discrepancy passes read the query's subset
+
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         if self.options.selection == "random":
             return torch.rand(len(candidates), generator=ctx.generator("ads-random"), device=ctx.data.train_x.device)
         _, features = ctx.predict(candidates)
         with torch.no_grad():
             s = [torch.sigmoid(z.float()) for z in ctx.model.head.logits(features)]
-        return self.hook.entropy(s[0], s[-1])
+        hook = getattr(self, "hook", None) or ADSHook(self.options)
+        return hook.selection_entropy(s[0], s[-1])

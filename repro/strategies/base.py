@@ -59,9 +59,10 @@ class QueryContext:
         return np.random.default_rng([self.seed, self.stage, zlib.crc32(salt.encode())])
 
     def predict(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, features) of train_x[indices] with the trained task model, eval mode."""
+        """(logits, features) of train_x[indices] with the trained task model, eval mode, in fp32 on every
+        device: bf16 logits tie often enough to change a top-k selection (bf16 autocast stays for training)."""
         return predict(self.model, self.data.train_x, indices, self.augmenter, self.recipe.eval_batch_size,
-                       self.recipe.bf16)
+                       bf16=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,16 +103,26 @@ class Strategy:
     def training_hook(self) -> TrainingHook | None:
         return None
 
-    def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
-        """The unlabeled pool, or a seeded random subset of `options.subset` of it (sorted) where the method
-        takes that option."""
-        unlabeled = ctx.pool.unlabeled
+    def random_subset(self, pool: ActivePool, seed: int, stage: int) -> np.ndarray:
+        """The unlabeled pool, or its seeded random subset of `options.subset` examples (sorted) for this
+        (run seed, stage) where the method takes that option: the same subset at training and at query."""
+        unlabeled = pool.unlabeled
         m = getattr(self.options, "subset", None)
         if m is None or m >= len(unlabeled):
             return unlabeled
-        if m < budget:
+        rng = np.random.default_rng([seed, stage, zlib.crc32(b"subset")])
+        return np.sort(rng.choice(unlabeled, size=m, replace=False))
+
+    def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
+        """The examples a query chooses from: `random_subset`, checked against the budget."""
+        m = getattr(self.options, "subset", None)
+        if m is not None and m < budget and m < ctx.pool.n_unlabeled:
             raise BudgetError(f"{self.name}: subset of {m} is smaller than the query budget {budget}")
-        return np.sort(ctx.rng("subset").choice(unlabeled, size=m, replace=False))
+        return self.random_subset(ctx.pool, ctx.seed, ctx.stage)
+
+    def training_unlabeled(self, pool: ActivePool, seed: int, stage: int) -> np.ndarray:
+        """The unlabeled examples the method's training hook may read (default: the whole unlabeled pool)."""
+        return pool.unlabeled
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         raise NotImplementedError(f"strategy {self.name!r} does not implement query")
@@ -129,10 +140,16 @@ class ScoreStrategy(Strategy):
     """
 
     Options = ScoreOptions
+    # Discrete scores (e.g. vote counts) tie often: True breaks exact ties by a random permutation of the pool
+    # drawn from (run seed, stage), instead of always preferring the lowest index.
+    random_ties: ClassVar[bool] = False
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         """(len(candidates),) scores of the candidate pool indices, in the candidates' order."""
         raise NotImplementedError
+
+    def ties_random(self) -> bool:
+        return self.random_ties
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
@@ -141,4 +158,7 @@ class ScoreStrategy(Strategy):
         full = torch.full((ctx.pool.size,), float("-inf"), device=scores.device)
         cand_t = torch.as_tensor(candidates, device=scores.device)
         full[cand_t] = scores
-        return select_topk(full, budget, cand_t).cpu().numpy()
+        tiebreak = None
+        if self.ties_random():
+            tiebreak = torch.randperm(ctx.pool.size, generator=ctx.generator("ties"), device=ctx.data.train_x.device)
+        return select_topk(full, budget, cand_t, tiebreak).cpu().numpy()

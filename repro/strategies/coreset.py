@@ -15,7 +15,8 @@ class CoresetStrategy(Strategy):
 
     Options = ScoreOptions
 
-    def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
+    def pool_features(self, ctx: QueryContext, budget: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(pool indices: labeled then candidates, their penultimate features, the labeled mask over them)."""
         self.check_budget(ctx, budget)
         unlabeled = self.candidates(ctx, budget)
         labeled = ctx.pool.labeled
@@ -23,5 +24,9 @@ class CoresetStrategy(Strategy):
         _, features = ctx.predict(idx)
         mask = torch.zeros(len(idx), dtype=torch.bool, device=features.device)
         mask[: len(labeled)] = True
+        return idx, features, mask
+
+    def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
+        idx, features, mask = self.pool_features(ctx, budget)
         picks = kcenter_greedy(features, mask, budget).cpu().numpy()
         return idx[picks].astype(np.int64)

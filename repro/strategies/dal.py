@@ -23,10 +23,13 @@ from repro.train import FeatureData, NoAugment, TrainContext, TrainingHook, fit,
 @dataclass(frozen=True, kw_only=True)
 class DALOptions(StrategyOptions):
     mini_queries: int = spec(Int(1, 10_000), 20)  # n: the query is split into min(n, K) mini-queries
-    # 'balanced': class weights N/N_class as the paper's text intends; 'none': both 1, what the reference code's
-    # weights evaluate to (it counts zeros of a one-hot matrix).
-    class_weight: str = spec(Choice(("balanced", "none")), "balanced")
-    subsample: bool = spec(Bool(), False)  # the code's min(10 |L|, |U|) unlabeled subsample, redrawn per mini-query
+    # 'none' (default): the paper names no class weights (Sec. 3: "minimize the log loss"), and the reference
+    # code's weights evaluate to 1 for both classes (REFERENCE.md section 9); 'balanced' = N / N_class.
+    class_weight: str = spec(Choice(("balanced", "none")), "none")
+    # True (default): the unlabeled side is a random min(10 |L|, |U|) subsample, redrawn per mini-query: the
+    # paper tunes its 98% stopping rule "for an unlabeled pool 10 times the size of the labeled set" (Sec. 4.3),
+    # as the code does. False: the whole unlabeled pool.
+    subsample: bool = spec(Bool(), True)
     stop_accuracy: float = spec(Float(0.5, 1.0), 0.98)  # stop when training accuracy exceeds this
     # Discriminator training, None = the reference's choice by input size (REFERENCE.md section 9).
     lr: float | None = spec(Optional(Float(0.0, 1.0, lo_open=True)), None)

@@ -1,6 +1,7 @@
 """Expected Gradient Length (Settles, Craven & Ray 2008), as DAL's baseline.
 
-`egl`: sum_c p(c|x) ||grad_theta l(x, c)||^2 with exact per-sample gradients (torch.func), pointwise.
+`egl`: sum_c p(c|x) ||grad_theta l(x, c)|| (the expected gradient norm) with exact per-sample gradients
+(torch.func), pointwise.
 `egl-code`: what DAL's reference computes: for each class c, the gradient of the MEAN loss over a chunk of
 100 examples all labelled c, squared norm, times each example's p(c|x) -- one gradient per chunk.
 """
@@ -55,11 +56,11 @@ class EGLStrategy(_EGLBase):
             out = functional_call(model, ({**p, **frozen}, buffers), (x[None],))
             return F.cross_entropy(out.logits.float(), c[None])
 
-        def sq_norm(p, x, c):
+        def norm(p, x, c):
             g = grad(loss)(p, x, c)
-            return sum(v.pow(2).sum() for v in g.values())
+            return sum(v.pow(2).sum() for v in g.values()).sqrt()
 
-        per_sample = vmap(sq_norm, in_dims=(None, 0, 0))
+        per_sample = vmap(norm, in_dims=(None, 0, 0))
         x_all = self._inputs(ctx, candidates)
         logits, _ = ctx.predict(candidates)
         probs = torch.softmax(logits, 1)

@@ -15,13 +15,13 @@ from torch import nn
 
 from repro import losses
 from repro.models.base import final_linear
-from repro.schema import Int, spec
+from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 
 
 @dataclass(frozen=True, kw_only=True)
 class MCOptions(ScoreOptions):
-    passes: int = spec(Int(2, 10_000), 20)  # T (DBAL: 20; DAL's "BayesianEntropy" code: 100)
+    passes: int = spec(Int(2, 10_000), 20)  # T (DBAL and DAL's "Bayesian" code: 20; its "BayesianEntropy": 100)
 
 
 def head_dropout(model: nn.Module) -> tuple[float, nn.Linear]:
@@ -64,11 +64,27 @@ class MCEntropyStrategy(_MCScore):
     score_fn = staticmethod(losses.mc_entropy)
 
 
+@dataclass(frozen=True, kw_only=True)
+class VariationRatioOptions(MCOptions):
+    # 'votes': 1 - modal vote share over the T passes (DBAL; Freeman's variation ratio), ties broken at random;
+    # 'mean_probability': 1 - max of the mean probability (DAL's reference code, "Bayesian").
+    reading: str = spec(Choice(("votes", "mean_probability")), "votes")
+
+
 @register("mc-variation-ratio")
 class MCVariationRatioStrategy(_MCScore):
-    """1 - modal vote share over T passes (`losses.variation_ratio`; DBAL "Variation Ratios")."""
+    """1 - modal vote share over T passes (`losses.variation_ratio`; DBAL "Variation Ratios"); exact ties
+    (scores are multiples of 1/T) are broken by a random permutation drawn from (run seed, stage). Option
+    `reading: mean_probability` is DAL's code (`losses.mean_probability_variation_ratio`)."""
 
-    score_fn = staticmethod(losses.variation_ratio)
+    Options = VariationRatioOptions
+
+    def ties_random(self) -> bool:
+        return self.options.reading == "votes"
+
+    def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
+        fn = losses.variation_ratio if self.options.reading == "votes" else losses.mean_probability_variation_ratio
+        return fn(mc_dropout_probs(ctx, candidates, self.options.passes))
 
 
 @register("bald")

@@ -6,6 +6,7 @@ on unlabeled data; acquisition by classifier discrepancy relative to the labeled
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from repro.config import Recipe
 from repro.models.base import final_linear
 from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import TrainContext, TrainingHook, learning_rate
+from repro.train import TrainContext, TrainingHook, frozen_batchnorm_stats, learning_rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +69,10 @@ class MCDALHook(TrainingHook):
             with torch.no_grad(), ctx.autocast():  # the code re-runs the net on the labeled batch too
                 feats_l = ctx.model(x).features.float()
         xu = ctx.next_unlabeled()
-        with torch.no_grad(), ctx.autocast():  # train mode, as the reference (BN statistics see unlabeled data)
+        # Paper: the heads "do not effect the training of the task model": this train-mode pass leaves the
+        # BN running statistics alone. The official code's pass updates them (`mcdal-code`).
+        bn_guard = contextlib.nullcontext() if self.code_reading else frozen_batchnorm_stats(ctx.model)
+        with torch.no_grad(), ctx.autocast(), bn_guard:
             out_u = ctx.model(xu)
         feats_u, main_u = out_u.features.float(), out_u.logits.float()
         ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
