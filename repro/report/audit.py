@@ -256,6 +256,8 @@ def _cell(row: dict) -> str:
             parts.append(f"{e['experiment']}: {e['a_method']} ~ {e['b_method']} holds at "
                          f"{e['stages_holding']}/{e['stages']}")
     text = "; ".join(parts)
+    if row.get("note"):
+        text += f"<br>note: {row['note']}"
     if row["verdict"] == "not comparable":
         tail = f" (the rule {row['rule_on_this_evidence']} on this evidence)" if "rule_on_this_evidence" in row else ""
         return f"{row['reason']}{tail}" + (f" — {text}" if text else "")
