@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,7 @@ def test_audit_verdicts_follow_the_rules(tmp_path):
         _claim(7, "similarity", rankings="nope", pair=["a", "b"], min_rho=0.7),
         _claim(8, "not_better", comparisons=[{"better": ["entropy"], "than": "random", "experiments": ["tiny"]}]),
         _claim(9, "parity", methods=["entropy", "random", "margin"], reference="random", experiments=["tiny"]),
+        _claim(10, "dissimilarity", rankings="nope", pair=["a", "b"], max_abs_rho=0.3, note="a | in a note"),
     ], groups)
     result = audit(params, tables)
     v = {r["id"]: r for r in result["claims"]}
@@ -174,10 +176,12 @@ def test_audit_verdicts_follow_the_rules(tmp_path):
     assert v["c9"]["verdict"] == "deviates"  # entropy ~ random fails; margin ~ random holds
     assert [e["holds"] for e in v["c9"]["evidence"]] == [False, True]
     assert all(r["profile"] == "smoke" for r in result["claims"])
-    assert result["summary"]["verdicts"]["smoke"] == {"reproduced": 3, "deviates": 4, "not comparable": 2}
+    assert result["summary"]["verdicts"]["smoke"] == {"reproduced": 3, "deviates": 4, "not comparable": 3}
     assert v["c1"]["runs"] and v["c1"]["commits"] == ["abc"]
     md = render_markdown(result)
     assert "| `c1`<br>rule: 95% t-interval" in md and "not comparable" in md
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 10 and all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in rows)  # 4 cells each
 
 
 def test_no_verdict_below_five_seeds_but_evidence_is_shown(tmp_path):

@@ -256,12 +256,17 @@ def _cell(row: dict) -> str:
             parts.append(f"{e['experiment']}: {e['a_method']} ~ {e['b_method']} holds at "
                          f"{e['stages_holding']}/{e['stages']}")
     text = "; ".join(parts)
-    if row.get("note"):
-        text += f"<br>note: {row['note']}"
     if row["verdict"] == "not comparable":
         tail = f" (the rule {row['rule_on_this_evidence']} on this evidence)" if "rule_on_this_evidence" in row else ""
-        return f"{row['reason']}{tail}" + (f" — {text}" if text else "")
-    return text
+        text = f"{row['reason']}{tail}" + (f" — {text}" if text else "")
+    if row.get("note"):
+        text += f"<br>note: {row['note']}"
+    return _md(text)
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell (a bare | would split the cell)."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(result: dict) -> str:
@@ -279,7 +284,7 @@ def render_markdown(result: dict) -> str:
         "", "| claim | where | verdict | evidence |", "| --- | --- | --- | --- |",
     ]
     for r in result["claims"]:
-        lines.append(f"| `{r['id']}`<br>rule: {r['rule']} | {r['where']} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
+        lines.append(f"| `{r['id']}`<br>rule: {_md(r['rule'])} | {_md(r['where'])} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
     lines += ["", "Quotes, settings, per-stage differences with their intervals and the run records behind every number "
               "are in `reports/audit.json`."]
     return "\n".join(lines) + "\n"
