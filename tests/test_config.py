@@ -125,6 +125,7 @@ def test_profile_override_with_bad_key_is_caught(base_params):
 def test_budget_larger_than_pool_in_smoke(base_params):
     raw = copy.deepcopy(base_params)
     raw["experiments"]["mcdal_fig3"]["schedule"] = {"initial_size": 100, "query_size": 1000, "queries": 2}
+    raw["profiles"]["smoke"]["experiments"]["mcdal_fig3"].pop("schedule")  # smoke's own step_fraction
     with pytest.raises(ConfigError, match="exceeds the pool of 1500"):
         parse_params(raw, "smoke")
 
