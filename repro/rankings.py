@@ -14,7 +14,7 @@ from repro.data.pool import ActivePool
 from repro.loop import build_task_model, load_experiment_data, stage_seed
 from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
-from repro.strategies.dal import train_discriminator, unlabeled_probability
+from repro.strategies.dal import fit_labeled_vs_unlabeled, unlabeled_probability, unlabeled_side
 from repro.train import fit
 
 
@@ -27,35 +27,30 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
     r = params.ranking(name)
     exp = params.experiment(r.of)
     recipe = params.recipe(exp.recipe)
-    n0 = exp.schedule.labeled_counts(data.pool_size)[0]
-    pool = ActivePool.initial(exp.dataset, data.pool_size, n0, seed)  # the same initial pool as `of`'s runs
+    counts = exp.schedule.labeled_counts(data.pool_size)
+    pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)  # the same initial pool as `of`'s runs
     model = build_task_model(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
     fit(model, data, pool.labeled, recipe, stage_seed(seed, 0, "train"))
     aug = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
-    ctx = QueryContext(model, data, pool, aug, recipe, seed, 0)
+    ctx = QueryContext(model, data, pool, aug, recipe, seed, 0, budget=counts[1] - counts[0])  # the first query's size
     unlabeled = pool.unlabeled
     out = {"unlabeled": unlabeled, "initial_pool_sha256": np.array(pool.sha256())}  # checked against the runs
     for m in r.methods:
         if m == "dal":  # one discriminator, labeled vs unlabeled (its 10 |L| subsample), scoring every unlabeled example
             method, opts = params.method_spec(m, r.of)
             _, psi = ctx.predict(np.arange(pool.size))
-            train_unl = unlabeled
-            if opts.subsample:
-                n = min(10 * pool.n_labeled, len(unlabeled))
-                train_unl = np.sort(np.random.default_rng(stage_seed(seed, 0, "dal-rank-sub")).choice(unlabeled, n, replace=False))
-            idx = torch.as_tensor(np.concatenate([pool.labeled, train_unl]), device=psi.device)
-            target = torch.cat([torch.zeros(pool.n_labeled), torch.ones(len(train_unl))]).to(psi.device)
-            disc = train_discriminator(psi[idx], target, opts, seed=stage_seed(seed, 0, "dal-rank"))
-            out[m] = unlabeled_probability(disc, psi[torch.as_tensor(unlabeled, device=psi.device)]).cpu().numpy()
+            lab, unl = (torch.as_tensor(i, device=psi.device) for i in (pool.labeled, unlabeled))
+            gen = torch.Generator(device=psi.device).manual_seed(stage_seed(seed, 0, "dal-rank-sub"))
+            disc = fit_labeled_vs_unlabeled(psi, lab, unlabeled_side(unl, lab.numel(), opts.subsample, gen), opts,
+                                            seed=stage_seed(seed, 0, "dal-rank"))
+            out[m] = unlabeled_probability(disc, psi[unl]).cpu().numpy()
             continue
         method, opts = params.method_spec(m, r.of)
         if getattr(opts, "subset", None) is not None:  # a ranking needs every example scored
             from dataclasses import replace
 
             opts = replace(opts, subset=None)
-        strategy = build_strategy(method, opts)
-        strategy._budget = exp.schedule.labeled_counts(data.pool_size)[1] - n0  # DFAL code: iterate until a query's worth flip
-        out[m] = strategy.score(ctx, unlabeled).float().cpu().numpy()
+        out[m] = build_strategy(method, opts).score(ctx, unlabeled).float().cpu().numpy()
     return out
 
 

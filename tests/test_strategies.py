@@ -132,8 +132,8 @@ def test_variants_keep_the_query_contract(name, opts):
 def test_dfal_code_variant_ranks_unflipped_last_and_clips():
     strategy, ctx = trained_context("dfal", strategy=make_strategy("dfal", variant="code"))
     cand = ctx.pool.unlabeled
-    strategy._budget = len(cand) + 1  # cannot be met: iterate the full doubling schedule
-    s = strategy.score(ctx, cand)
+    # a budget that cannot be met: iterate the full doubling schedule
+    s = strategy.score(dataclasses.replace(ctx, budget=len(cand) + 1), cand)
     finite = torch.isfinite(s)
     assert (s[finite] <= 0).all()
     picked = strategy.query(ctx, 5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +38,11 @@ def register(name: str):
     return deco
 
 
+def run_rng(seed: int, stage: int, salt: str) -> np.random.Generator:
+    """A numpy generator seeded by (run seed, stage, salt): the same draw at training and at query."""
+    return np.random.default_rng([seed, stage, zlib.crc32(salt.encode())])
+
+
 @dataclass
 class QueryContext:
     """What a query sees: the trained task model, the data, the pool and a seed for its own randomness."""
@@ -49,6 +54,9 @@ class QueryContext:
     recipe: Recipe
     seed: int
     stage: int
+    # How many examples the query takes (set by `ScoreStrategy.query`); scorers that iterate until enough
+    # candidates qualify read it (DFAL's code variant).
+    budget: int = 1
 
     def generator(self, salt: str = "") -> torch.Generator:
         """A generator on the data's device seeded by (run seed, stage, salt): same seed => same query."""
@@ -56,7 +64,7 @@ class QueryContext:
         return torch.Generator(device=self.data.train_x.device).manual_seed(key)
 
     def rng(self, salt: str = "") -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.stage, zlib.crc32(salt.encode())])
+        return run_rng(self.seed, self.stage, salt)
 
     def predict(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, features) of train_x[indices] with the trained task model, eval mode, in fp32 on every
@@ -110,8 +118,7 @@ class Strategy:
         m = getattr(self.options, "subset", None)
         if m is None or m >= len(unlabeled):
             return unlabeled
-        rng = np.random.default_rng([seed, stage, zlib.crc32(b"subset")])
-        return np.sort(rng.choice(unlabeled, size=m, replace=False))
+        return np.sort(run_rng(seed, stage, "subset").choice(unlabeled, size=m, replace=False))
 
     def candidates(self, ctx: QueryContext, budget: int) -> np.ndarray:
         """The examples a query chooses from: `random_subset`, checked against the budget."""
@@ -140,19 +147,19 @@ class ScoreStrategy(Strategy):
     """
 
     Options = ScoreOptions
-    # Discrete scores (e.g. vote counts) tie often: True breaks exact ties by a random permutation of the pool
-    # drawn from (run seed, stage), instead of always preferring the lowest index.
-    random_ties: ClassVar[bool] = False
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         """(len(candidates),) scores of the candidate pool indices, in the candidates' order."""
         raise NotImplementedError
 
     def ties_random(self) -> bool:
-        return self.random_ties
+        """Discrete scores (e.g. vote counts) tie often: True breaks exact ties by a random permutation of the
+        pool drawn from (run seed, stage) instead of always preferring the lowest index."""
+        return False
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
+        ctx = replace(ctx, budget=budget)
         candidates = self.candidates(ctx, budget)
         scores = self.score(ctx, candidates).float()
         full = torch.full((ctx.pool.size,), float("-inf"), device=scores.device)

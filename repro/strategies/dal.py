@@ -104,6 +104,23 @@ def train_discriminator(features: torch.Tensor, is_unlabeled: torch.Tensor, opts
     return disc
 
 
+def unlabeled_side(unlabeled: torch.Tensor, n_labeled: int, subsample: bool, gen: torch.Generator) -> torch.Tensor:
+    """The unlabeled examples one discriminator sees: all, or (subsample) a random min(10 |L|, |U|) of them, sorted."""
+    if not subsample:
+        return unlabeled
+    m = min(10 * n_labeled, unlabeled.numel())
+    perm = torch.randperm(unlabeled.numel(), generator=gen, device=unlabeled.device)
+    return torch.sort(unlabeled[perm[:m]]).values
+
+
+def fit_labeled_vs_unlabeled(psi: torch.Tensor, labeled: torch.Tensor, unlabeled: torch.Tensor, opts: DALOptions,
+                             seed: int) -> nn.Module:
+    """A fresh discriminator on Psi of the labeled (class 0) and unlabeled (class 1) pool indices."""
+    idx = torch.cat([labeled, unlabeled])
+    target = torch.cat([torch.zeros(labeled.numel()), torch.ones(unlabeled.numel())]).to(psi.device)
+    return train_discriminator(psi[idx], target, opts, seed)
+
+
 def unlabeled_probability(disc: nn.Module, features: torch.Tensor) -> torch.Tensor:
     logits, _ = predict(disc, features, None, NoAugment(), 8192, bf16=False)
     return torch.softmax(logits, dim=1)[:, 1]
@@ -125,16 +142,10 @@ class DALStrategy(Strategy):
         labeled = torch.as_tensor(ctx.pool.labeled_mask, device=psi.device)
         picked: list[np.ndarray] = []
         for i, share in enumerate(split_budget(budget, self.options.mini_queries)):
-            unl = torch.nonzero(~labeled).squeeze(1)
-            if self.options.subsample:
-                n_l = int(labeled.sum())
-                m = min(10 * n_l, unl.numel())
-                perm = torch.randperm(unl.numel(), generator=ctx.generator(f"dal-sub:{i}"), device=unl.device)
-                unl = torch.sort(unl[perm[:m]]).values
             lab = torch.nonzero(labeled).squeeze(1)
-            idx = torch.cat([lab, unl])
-            target = torch.cat([torch.zeros(lab.numel()), torch.ones(unl.numel())]).to(psi.device)
-            disc = train_discriminator(psi[idx], target, self.options, seed=(ctx.seed * 1000 + ctx.stage * 50 + i))
+            unl = unlabeled_side(torch.nonzero(~labeled).squeeze(1), lab.numel(), self.options.subsample,
+                                 ctx.generator(f"dal-sub:{i}"))
+            disc = fit_labeled_vs_unlabeled(psi, lab, unl, self.options, seed=(ctx.seed * 1000 + ctx.stage * 50 + i))
             p_unl = unlabeled_probability(disc, psi[unl])
             top = unl[select_topk(p_unl, share)]
             labeled[top] = True

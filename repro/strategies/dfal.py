@@ -102,15 +102,9 @@ class DFALStrategy(ScoreStrategy):
             return -norms_t
         # cleverhans-style: twice the iterations until at least `budget` examples flip (at most 10 doublings)
         total = first_iters
-        while int(conv_t.sum()) < self._budget and total < first_iters * 2**10:
+        while int(conv_t.sum()) < ctx.budget and total < first_iters * 2**10:
             results = [deepfool(f, x0, total, o.overshoot, clip, st) for x0, st in states]  # continue: 2x total
             total *= 2
             norms_t = torch.cat([r[0] for r in results])
             conv_t = torch.cat([r[1] for r in results])
         return torch.where(conv_t, -norms_t, torch.full_like(norms_t, float("-inf")))
-
-    _budget = 1
-
-    def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
-        self._budget = budget  # the code variant iterates until this many examples flip
-        return super().query(ctx, budget)
