@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from repro.config import Recipe
 from repro.data.datasets import ImageData
 from repro.data.specs import get_spec
 from repro.data.synthetic import make_synthetic
 from repro.models import build_model
+from repro.recipe import Recipe
 from repro.train import fit, resolve_device
 
 
@@ -174,8 +174,8 @@ def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[
         strategy = build_strategy(name)
         torch.manual_seed(0)
         model = strategy.adapt_model(build_model("resnet18", 10, 3, (32, 32), width, dropout=0.5)).to(device)
-        fit(model, data, pool.labeled, recipe, 0, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
-        ctx = QueryContext(model, data, pool, aug, recipe, 0, 0)
+        trained = fit(model, data, pool.labeled, recipe, 0, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
+        ctx = QueryContext(model, data, pool, aug, recipe, 0, 0, state=trained.state)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -184,7 +184,7 @@ def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t
         assert len(set(picked.tolist())) == budget
-        params = count_parameters(model) + strategy.auxiliary_parameters(model)
+        params = count_parameters(model) + sum(count_parameters(m) for m in strategy.method_modules(model, spec).values())
         rows.append({"method": name, "query seconds": round(seconds, 3), "parameters": f"{params:,}"})
         print(f"  {name:<20} {seconds:9.3f} s  {params:>12,} params", flush=True)
     # k-center alone on 50,000 x 512 features (5,000 labeled), budget 2,500

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _params(args):
-    from repro.config import load_params
+    from repro.methods import load_params
 
     return load_params(args.params, args.profile)
 

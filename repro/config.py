@@ -8,17 +8,16 @@ papers' settings; `profiles.smoke` shrinks sizes, epochs, widths, seeds and swap
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from repro.recipe import Recipe  # noqa: F401  (the trainer's type; params.yaml `recipes` builds it)
 from repro.schema import (
-    Bool,
     Check,
     Choice,
     ConfigError,
@@ -38,12 +37,6 @@ PAPERS = ("mcdal", "ads", "daal", "mal", "dal")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _registered_methods():
-    from repro.strategies import STRATEGIES
-
-    return STRATEGIES
-
-
 def _datasets():
     from repro.data.specs import DATASETS
 
@@ -56,12 +49,6 @@ def _backbones():
     return BACKBONES
 
 
-def _augmentations():
-    from repro.data.augment import AUGMENTATIONS
-
-    return AUGMENTATIONS
-
-
 class _RawMap(Check):
     """A mapping name -> mapping, kept raw here and validated in the cross-checks."""
 
@@ -72,50 +59,20 @@ class _RawMap(Check):
 
 
 class _Variants(Check):
-    """variants: name -> {method: registered name, **options}; options checked by the method's Options."""
+    """variants: name -> {method: <registered name>, **options}, kept raw here: `repro.methods` checks the
+    method name and builds its options (config does not know the strategy registry)."""
 
     def __call__(self, key, value):
-        from repro.strategies import STRATEGIES
-
         if not isinstance(value, dict):
             raise ConfigError(key, value, "expected a mapping variant name -> {method: ..., options}")
         out = []
         for name, body in value.items():
             where = f"{key}.{name}"
-            if name in STRATEGIES:
-                raise ConfigError(where, name, "a variant cannot reuse a registered method's name")
-            if not isinstance(body, dict) or "method" not in body:
+            if not isinstance(body, dict) or "method" not in body or not isinstance(body["method"], str):
                 raise ConfigError(where, body, "expected {method: <registered method>, <option>: <value>, ...}")
-            method = Choice(STRATEGIES)(f"{where}.method", body["method"])
-            options = build(STRATEGIES[method].Options, {k: v for k, v in body.items() if k != "method"}, where)
-            out.append((str(name), (method, options)))
+            options = tuple(sorted((str(k), v) for k, v in body.items() if k != "method"))
+            out.append((str(name), (body["method"], options)))
         return tuple(out)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Recipe:
-    """How the task model is trained (the one shared trainer reads only this)."""
-
-    optimizer: str = spec(Choice(("sgd", "adam")))
-    lr: float = spec(Float(0.0, 10.0, lo_open=True))
-    momentum: float = spec(Float(0.0, 1.0, hi_open=True), 0.0)
-    weight_decay: float = spec(Float(0.0, 1.0), 0.0)
-    nesterov: bool = spec(Bool(), False)
-    batch_size: int = spec(Int(1, 65_536))
-    epochs: int = spec(Int(1, 100_000))
-    # None: an epoch is one pass over the labeled set; N: an epoch is N iterations of a cycled labeled stream
-    # (MCDAL's and VAAL's reference codes).
-    epoch_iterations: int | None = spec(Optional(Int(1, 10_000_000)), None)
-    milestones: tuple[int, ...] = spec(ListOf(Int(1, 100_000), unique=True, increasing=True), ())
-    gamma: float = spec(Float(0.0, 1.0, lo_open=True), 0.1)
-    warmup_epochs: int = spec(Int(0, 100_000), 0)
-    augment: tuple[str, ...] = spec(ListOf(Choice(_augmentations), unique=True), ())
-    eval_batch_size: int = spec(Int(1, 1_000_000), 1024)
-    # DAL's reference: hold out a random share of the labeled set, evaluate the best-validation weights
-    # among the epochs after `best_after_epoch`.
-    validation_fraction: float = spec(Float(0.0, 1.0, hi_open=True), 0.0)
-    best_after_epoch: int = spec(Int(0, 100_000), 0)
-    bf16: bool = spec(Bool(), True)  # bf16 autocast on CUDA (numerics only); CPU always trains in fp32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,24 +188,6 @@ class Params:
             raise ConfigError("rankings", name, f"allowed: {sorted(r)}")
         return r[name]
 
-    def method_spec(self, name: str, experiment: str | None = None) -> tuple[str, Any]:
-        """(registered method, its validated Options) for a method or variant name, with the experiment's
-        per-method `options` applied."""
-        from repro.strategies import STRATEGIES
-
-        variants = dict(self.variants)
-        if name in variants:
-            method, options = variants[name]
-        elif name in STRATEGIES:
-            method, options = name, STRATEGIES[name].Options()
-        else:
-            raise ConfigError("method", name, f"allowed: {sorted(set(STRATEGIES) | set(variants))}")
-        overrides = dict(dict(self.experiment(experiment).options).get(name, ())) if experiment else {}
-        if overrides:
-            key = f"experiments.{experiment}.options.{name}"
-            options = build(STRATEGIES[method].Options, {**asdict(options), **overrides}, key)
-        return method, options
-
     def recipe(self, name: str) -> Recipe:
         return dict(self.recipes)[name]
 
@@ -257,17 +196,6 @@ class Params:
         if name not in exps:
             raise ConfigError("experiment", name, f"allowed: {sorted(exps)}")
         return exps[name]
-
-    def run_hash(self, experiment: str, method: str) -> str:
-        """SHA-256 of everything that determines one run of (experiment, method): the experiment's settings
-        except its lists of methods, seeds and other methods' options, its recipe, and the method's spec."""
-        exp = asdict(self.experiment(experiment))
-        for key in ("methods", "seeds", "options", "paper"):
-            exp.pop(key)
-        spec_ = self.method_spec(method, experiment)
-        payload = {"experiment": exp, "recipe": asdict(self.recipe(self.experiment(experiment).recipe)),
-                   "method": [spec_[0], asdict(spec_[1])]}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
 def _merge(base: dict, override: dict, path: str) -> dict:
@@ -298,18 +226,13 @@ def _cross_checks(params: Params) -> None:
             raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, "needs validation_fraction > 0")
     from repro.data.specs import get_spec
 
-    method_names = set(_registered_methods()) | {n for n, _ in params.variants}
     for name, exp in params.experiments:
         key = f"experiments.{name}"
-        for i, m in enumerate(exp.methods):
-            if m not in method_names:
-                raise ConfigError(f"{key}.methods[{i}]", m, f"allowed: {sorted(method_names)}")
         if exp.recipe not in recipes:
             raise ConfigError(f"{key}.recipe", exp.recipe, f"allowed: {sorted(recipes)}")
         for m, _ in exp.options:
             if m not in exp.methods:
                 raise ConfigError(f"{key}.options.{m}", m, f"options for a method not in methods {list(exp.methods)}")
-            params.method_spec(m, name)  # validates the option names and values
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)
@@ -330,20 +253,13 @@ def _cross_checks(params: Params) -> None:
 
 
 def _check_rankings(params: Params) -> None:
-    from repro.strategies import STRATEGIES, ScoreStrategy
-
     exps = dict(params.experiments)
     for name, r in params.rankings:
         if r.of not in exps:
             raise ConfigError(f"rankings.{name}.of", r.of, f"allowed: {sorted(exps)}")
-        for i, m in enumerate(r.methods):
-            ok = m == "dal" or (m in STRATEGIES and issubclass(STRATEGIES[m], ScoreStrategy))
-            if not ok:
-                allowed = sorted([k for k, v in STRATEGIES.items() if issubclass(v, ScoreStrategy)] + ["dal"])
-                raise ConfigError(f"rankings.{name}.methods[{i}]", m, f"methods that rank the pool: {allowed}")
 
 
-def parse_params(raw: Any, profile: str | None = None) -> Params:
+def parse_params(raw: Any, profile: str | None = None, checks: Sequence[Callable[[Params], None]] = ()) -> Params:
     """Validate a params mapping (as loaded from YAML) in full and return the resolved Params of the chosen
     profile. Every other profile's merged values are validated too (an error names the profile), so a bad
     base (paper) value is caught on a CPU before anyone runs the paper profile on a GPU."""
@@ -358,17 +274,17 @@ def parse_params(raw: Any, profile: str | None = None) -> Params:
         raise ConfigError("profiles", profiles, "expected a mapping profile name -> overrides")
     for name in profiles:
         Choice(PROFILES)(f"profiles.{name}", name)
-    params = _parse_profile(raw, chosen)
+    params = _parse_profile(raw, chosen, checks)
     for other in PROFILES:
         if other != chosen and (other == "paper" or other in profiles):
             try:
-                _parse_profile(raw, other)
+                _parse_profile(raw, other, checks)
             except ConfigError as e:
                 raise ConfigError(f"(profile {other}) {e.key}", e.value, e.allowed) from None
     return params
 
 
-def _parse_profile(raw: dict, chosen: str) -> Params:
+def _parse_profile(raw: dict, chosen: str, checks: Sequence[Callable[[Params], None]] = ()) -> Params:
     """The Params of one profile: its overrides deep-merged over the base values, validated in full."""
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
@@ -386,10 +302,13 @@ def _parse_profile(raw: dict, chosen: str) -> Params:
     params = build(Params, merged, "")
     _cross_checks(params)
     _check_rankings(params)
+    for check in checks:  # e.g. repro.methods.check_methods: method names and options
+        check(params)
     return params
 
 
-def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+def load_params(path: str | Path = "params.yaml", profile: str | None = None,
+                checks: Sequence[Callable[[Params], None]] = ()) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("params.yaml", str(path), "file not found; run from the project root")
@@ -398,4 +317,4 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise ConfigError(str(path), f"line {line + 1 if line is not None else '?'}", f"not valid YAML ({e.problem if hasattr(e, 'problem') else e})") from None
-    return parse_params(raw, profile)
+    return parse_params(raw, profile, checks)

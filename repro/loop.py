@@ -20,8 +20,9 @@ from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
 from repro.data.pool import ActivePool, indices_sha256
+from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
-from repro.records import atomic_write_json, code_sha256, provenance
+from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
 from repro.train import accuracy, derive_seed, fit, resolve_device
 
@@ -32,7 +33,6 @@ class StopAfterStage(RuntimeError):
     """Raised (tests only) to simulate a run killed right after a stage's checkpoint."""
 
 
-stage_seed = derive_seed  # (seed, stage, purpose) -> 31-bit seed
 
 
 def load_experiment_data(params: Params, experiment: str, device=None) -> ImageData:
@@ -50,8 +50,10 @@ def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> P
 
 
 def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
+    """What a checkpoint is valid for: the run, its parameters, and the code of the core and of its method."""
     return {"experiment": experiment, "method": method, "seed": seed,
-            "params_sha256": params.run_hash(experiment, method), "code_sha256": code_sha256()}
+            "params_sha256": run_hash(params, experiment, method),
+            "code_sha256": code_sha256(method_spec(params, method, experiment)[0])}
 
 
 def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -84,7 +86,7 @@ def run(
     device = resolve_device(params.device)
     data = data if data is not None else load_experiment_data(params, experiment, device)
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
-    strategy = build_strategy(*params.method_spec(method, experiment))
+    strategy = build_strategy(*method_spec(params, method, experiment))
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     key = run_key(params, experiment, method, seed)
     ckpt = checkpoint_dir(params, experiment, method, seed)
@@ -99,10 +101,14 @@ def run(
                                                                     "selected_classes": _class_counts(data, pool.labeled),
                                                                     "query_seconds": 0.0}}
     pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
-    model = None
-    if state["next_stage"] > 0 and not strategy.reinit_each_stage:
-        model = strategy.adapt_model(build_task_model(exp, data, stage_seed(seed, 0, "init"))).to(data.train_x.device)
+    model, method_state = None, None
+    if state["next_stage"] > 0 and not strategy.reinit_each_stage:  # the task model and method modules carry over
+        model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"))).to(data.train_x.device)
         model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
+        hook = strategy.training_hook()
+        if hook is not None:
+            method_state = torch.nn.ModuleDict(hook.build_modules(model, data.spec)).to(data.train_x.device)
+            method_state.load_state_dict(torch.load(ckpt / "method_state.pt", map_location=data.train_x.device))
 
     bar = tqdm(range(state["next_stage"], len(counts)), desc=f"{experiment}/{method}/seed{seed}", unit="stage",
                disable=not progress, initial=state["next_stage"], total=len(counts))
@@ -110,10 +116,13 @@ def run(
         if pool.n_labeled != counts[stage]:
             raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
         if model is None or strategy.reinit_each_stage:
-            model = strategy.adapt_model(build_task_model(exp, data, stage_seed(seed, stage, "init"))).to(data.train_x.device)
+            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, stage, "init"))).to(data.train_x.device)
         t0 = time.perf_counter()
-        fit(model, data, pool.labeled, recipe, stage_seed(seed, stage, "train"), hook=strategy.training_hook(),
-            unlabeled=strategy.training_unlabeled(pool, seed, stage), progress=f"stage {stage} train" if progress else None)
+        trained = fit(model, data, pool.labeled, recipe, derive_seed(seed, stage, "train"), hook=strategy.training_hook(),
+                      unlabeled=strategy.training_unlabeled(pool, seed, stage),
+                      progress=f"stage {stage} train" if progress else None,
+                      state=None if strategy.reinit_each_stage else method_state)
+        method_state = trained.state
         value = accuracy(model, data.test_x, data.test_y, None, augmenter, recipe.eval_batch_size, recipe.bf16)
         train_seconds = time.perf_counter() - t0
         state["stages"].append({
@@ -124,7 +133,7 @@ def run(
         bar.set_postfix(acc=f"{value:.3f}")
         state["pending"] = None
         if stage + 1 < len(counts):
-            ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage)
+            ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage, state=method_state)
             t0 = time.perf_counter()
             picked = np.asarray(strategy.query(ctx, counts[stage + 1] - counts[stage]), dtype=np.int64)
             query_seconds = time.perf_counter() - t0
@@ -133,10 +142,11 @@ def run(
                                 "selected_classes": _class_counts(data, picked), "query_seconds": query_seconds}
         state["next_stage"] = stage + 1
         state["labeled"] = pool.labeled.tolist()
-        if not strategy.reinit_each_stage:
+        if not strategy.reinit_each_stage:  # what carries over to the next stage: task model + method modules
             ckpt.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), ckpt / "model.pt.tmp")
-            (ckpt / "model.pt.tmp").replace(ckpt / "model.pt")
+            for name, module in (("model", model), ("method_state", method_state)):
+                torch.save(module.state_dict(), ckpt / f"{name}.pt.tmp")
+                (ckpt / f"{name}.pt.tmp").replace(ckpt / f"{name}.pt")
         atomic_write_json(ckpt / "state.json", state)
         if stop_after_stage is not None and stage >= stop_after_stage:
             raise StopAfterStage(f"stopped after stage {stage}")
@@ -146,7 +156,8 @@ def run(
         "test_size": len(data.test_y), "initial_pool_sha256": state["initial_pool_sha256"],
         "stages": state["stages"],
         "provenance": provenance(data.train_x.device, key["params_sha256"],
-                                 {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir}),
+                                 {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir},
+                                 key["code_sha256"]),
     }
     atomic_write_json(out, record)
     return record

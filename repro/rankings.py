@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.pool import ActivePool
-from repro.loop import build_task_model, load_experiment_data, stage_seed
+from repro.loop import build_task_model, load_experiment_data
+from repro.methods import method_spec
 from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
-from repro.strategies.dal import fit_labeled_vs_unlabeled, unlabeled_probability, unlabeled_side
-from repro.train import fit
+from repro.train import derive_seed, fit
 
 
 def rankings_dir(params: Params, name: str) -> Path:
@@ -23,34 +22,34 @@ def rankings_dir(params: Params, name: str) -> Path:
 
 
 def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarray]:
-    """{'unlabeled': pool indices, <method>: score per unlabeled example ("higher = query first")}."""
+    """{'unlabeled': pool indices, <method>: score per unlabeled example ("higher = query first")}.
+
+    One task model per seed, trained on `of`'s initial labeled set, is shared by the methods that do not
+    change training; a method with a training hook trains its own (same initial model and seed) with its hook.
+    """
     r = params.ranking(name)
     exp = params.experiment(r.of)
     recipe = params.recipe(exp.recipe)
     counts = exp.schedule.labeled_counts(data.pool_size)
     pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)  # the same initial pool as `of`'s runs
-    model = build_task_model(exp, data, stage_seed(seed, 0, "init")).to(data.train_x.device)
-    fit(model, data, pool.labeled, recipe, stage_seed(seed, 0, "train"))
     aug = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
-    ctx = QueryContext(model, data, pool, aug, recipe, seed, 0, budget=counts[1] - counts[0])  # the first query's size
     unlabeled = pool.unlabeled
     out = {"unlabeled": unlabeled, "initial_pool_sha256": np.array(pool.sha256())}  # checked against the runs
+    shared = None
     for m in r.methods:
-        if m == "dal":  # one discriminator, labeled vs unlabeled (its 10 |L| subsample), scoring every unlabeled example
-            method, opts = params.method_spec(m, r.of)
-            _, psi = ctx.predict(np.arange(pool.size))
-            lab, unl = (torch.as_tensor(i, device=psi.device) for i in (pool.labeled, unlabeled))
-            gen = torch.Generator(device=psi.device).manual_seed(stage_seed(seed, 0, "dal-rank-sub"))
-            disc = fit_labeled_vs_unlabeled(psi, lab, unlabeled_side(unl, lab.numel(), opts.subsample, gen), opts,
-                                            seed=stage_seed(seed, 0, "dal-rank"))
-            out[m] = unlabeled_probability(disc, psi[unl]).cpu().numpy()
-            continue
-        method, opts = params.method_spec(m, r.of)
-        if getattr(opts, "subset", None) is not None:  # a ranking needs every example scored
-            from dataclasses import replace
-
-            opts = replace(opts, subset=None)
-        out[m] = build_strategy(method, opts).score(ctx, unlabeled).float().cpu().numpy()
+        strategy = build_strategy(*method_spec(params, m, r.of))
+        hook = strategy.training_hook()
+        if hook is None and shared is not None:
+            model, trained = shared
+        else:
+            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"))).to(data.train_x.device)
+            trained = fit(model, data, pool.labeled, recipe, derive_seed(seed, 0, "train"), hook=hook,
+                          unlabeled=strategy.training_unlabeled(pool, seed, 0))
+            if hook is None:
+                shared = model, trained
+        ctx = QueryContext(model, data, pool, aug, recipe, seed, 0, budget=counts[1] - counts[0],  # the first query's size
+                           state=trained.state)
+        out[m] = strategy.pool_scores(ctx, unlabeled).float().cpu().numpy()
     return out
 
 

@@ -1,9 +1,8 @@
-"""Run records: atomic writes, provenance, and the code fingerprint that keys checkpoints."""
+"""Run records: atomic writes and provenance (the code fingerprint that keys checkpoints is in repro.methods)."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -37,22 +36,6 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-# The modules a run's result depends on (also the run stages' code deps in dvc.yaml).
-RUN_CODE = ("config.py", "schema.py", "data", "models", "strategies", "losses.py", "kcenter_mip.py", "train.py", "loop.py",
-            "records.py")
-
-
-def code_sha256() -> str:
-    """Fingerprint of the source a run depends on (RUN_CODE): changing it invalidates checkpoints; changing
-    reports, the CLI or benchmarks does not."""
-    h = hashlib.sha256()
-    files = [f for part in RUN_CODE for f in ([PACKAGE_DIR / part] if part.endswith(".py") else (PACKAGE_DIR / part).rglob("*.py"))]
-    for p in sorted(files):
-        h.update(str(p.relative_to(PACKAGE_DIR)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def git_commit() -> dict[str, Any]:
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=PACKAGE_DIR, timeout=10)
@@ -67,7 +50,7 @@ def git_commit() -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def provenance(device, params_sha256: str, paths: dict[str, str]) -> dict[str, Any]:
+def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: str | None = None) -> dict[str, Any]:
     """Everything that may differ between two identical runs (and helps tell why)."""
     import numpy
     import torch
@@ -81,7 +64,7 @@ def provenance(device, params_sha256: str, paths: dict[str, str]) -> dict[str, A
     dev_name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else platform.processor() or "cpu"
     return {
         "git": git_commit(),
-        "code_sha256": code_sha256(),
+        "code_sha256": code_sha256,
         "params_sha256": params_sha256,
         "packages": {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": tv,
                      "numpy": numpy.__version__},

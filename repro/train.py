@@ -13,16 +13,17 @@ import copy
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import Recipe
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
+from repro.recipe import Recipe, learning_rate
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -123,17 +124,35 @@ class TrainResult:
     final_loss: float
     best_epoch: int | None = None
     best_val_accuracy: float | None = None
+    # the method's trained modules (the hook's `build_modules`), for its query and the checkpoint
+    state: nn.ModuleDict = field(default_factory=nn.ModuleDict)
+
+
+SCHEDULES = ("recipe", "constant")
+
+
+@dataclass
+class ScheduledOptimizer:
+    """An optimizer and how its learning rate moves: "recipe" scales its base rate by the recipe's schedule
+    (multi-step decay, warm-up, a hook's `learning_rate`); "constant" keeps it; a callable maps
+    (epoch, step_in_epoch, steps_per_epoch) to a factor of its base rate."""
+
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    schedule: str | Callable[[int, int, int], float]
 
 
 class TrainContext:
-    """What a hook sees: device, augmentation, optimizers on the shared LR schedule, the unlabeled stream."""
+    """What a hook sees: device, augmentation, the method's modules (`state`), optimizers with their own
+    settings and schedules, the unlabeled stream."""
 
     def __init__(self, model: nn.Module, recipe: Recipe, augmenter: Augmenter, gen: torch.Generator,
-                 device: torch.device, data: ImageData):
+                 device: torch.device, data: ImageData, state: nn.ModuleDict | None = None):
         self.model, self.recipe, self.augmenter, self.gen, self.device, self.data = (
             model, recipe, augmenter, gen, device, data,
         )
-        self.optimizers: list[torch.optim.Optimizer] = []
+        self.state = state if state is not None else nn.ModuleDict()
+        self.optimizers: list[ScheduledOptimizer] = []
         self.task_optimizer = self.make_optimizer(model.parameters())
         self.unlabeled_stream: BatchStream | None = None
         # The unlabeled stream and its augmentation draw from their own generator, so a hook that only reads
@@ -142,16 +161,47 @@ class TrainContext:
         self._driving_unlabeled: torch.Tensor | None = None
         self.epoch, self.phase = 0, ""
 
-    def make_optimizer(self, params) -> torch.optim.Optimizer:
-        """An optimizer of the recipe's kind whose learning rate follows the recipe's schedule."""
+    def make_optimizer(self, params, kind: str | None = None, lr: float | None = None,
+                       schedule: str | Callable[[int, int, int], float] = "recipe", *,
+                       momentum: float | None = None, weight_decay: float | None = None, nesterov: bool | None = None,
+                       betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+        """An optimizer with its own settings; each one left None is the recipe's (kind, lr, momentum, weight
+        decay, Nesterov). E.g. VAAL's VAE: make_optimizer(vae.parameters(), "adam", 5e-4, "constant",
+        weight_decay=0.0) beside the task model's SGD on the recipe's schedule."""
         r = self.recipe
-        if r.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay,
-                                  nesterov=r.nesterov)
+        kind, lr = kind or r.optimizer, r.lr if lr is None else lr
+        wd = r.weight_decay if weight_decay is None else weight_decay
+        if not (callable(schedule) or schedule in SCHEDULES):
+            raise ValueError(f"schedule {schedule!r}: expected one of {SCHEDULES} or a callable")
+        if kind == "sgd":
+            opt = torch.optim.SGD(params, lr=lr, momentum=r.momentum if momentum is None else momentum,
+                                  weight_decay=wd, nesterov=r.nesterov if nesterov is None else nesterov)
+        elif kind == "adam":
+            opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
         else:
-            opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
-        self.optimizers.append(opt)
+            raise ValueError(f"optimizer kind {kind!r}: expected sgd or adam")
+        self.optimizers.append(ScheduledOptimizer(opt, lr, schedule))
         return opt
+
+    def set_learning_rates(self, recipe_lr: float, epoch: int, step: int, steps_per_epoch: int) -> None:
+        """Every optimizer's rate for this step (`recipe_lr` is the recipe schedule's rate at this step)."""
+        for so in self.optimizers:
+            if so.schedule == "constant":
+                continue
+            if so.schedule == "recipe":
+                lr = recipe_lr if so.base_lr == self.recipe.lr else so.base_lr * recipe_lr / self.recipe.lr
+            else:
+                lr = so.base_lr * so.schedule(epoch, step, steps_per_epoch)
+            for group in so.optimizer.param_groups:
+                group["lr"] = lr
+
+    @staticmethod
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+        """zero_grad -> backward -> step on one optimizer; returns the detached loss."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain_graph)
+        optimizer.step()
+        return loss.detach()
 
     def autocast(self):
         return autocast(self.device, self.recipe.bf16)
@@ -176,10 +226,7 @@ class TrainContext:
         """Cross-entropy on the labeled batch, one step of the task optimizer; returns the detached loss."""
         with self.autocast():
             loss = F.cross_entropy(self.model(x).logits.float(), y)
-        self.task_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.task_optimizer.step()
-        return loss.detach()
+        return self.step(self.task_optimizer, loss)
 
 
 class TrainingHook:
@@ -197,6 +244,12 @@ class TrainingHook:
     uses_unlabeled: bool = False
     phases: tuple[str, ...] = ("train",)
 
+    def build_modules(self, model: nn.Module, spec) -> dict[str, nn.Module]:
+        """The method's own networks, fresh (on the CPU; `fit` moves them to the device): they come back in
+        `TrainResult.state`, reach the query as `QueryContext.state` and are checkpointed with the task model.
+        `spec` is the dataset's DatasetSpec (None for plain feature data)."""
+        return {}
+
     def epoch_phases(self, epoch: int) -> tuple[str, ...]:
         return self.phases
 
@@ -204,12 +257,13 @@ class TrainingHook:
         return "labeled"
 
     def setup(self, ctx: TrainContext) -> None:
-        """Create method modules on ctx.device and their optimizers with ctx.make_optimizer (shared schedule)."""
+        """Create the optimizers of `ctx.state`'s modules with ctx.make_optimizer, and per-fit scratch."""
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ctx.default_step(x, y)
 
     def learning_rate(self, recipe: Recipe, epoch: int, step: int, steps_per_epoch: int, n_train: int) -> float:
+        """The recipe schedule's rate at this step (optimizers on the "recipe" schedule scale with it)."""
         return learning_rate(recipe, epoch, step, steps_per_epoch)
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
@@ -222,16 +276,6 @@ class TrainingHook:
 def derive_seed(seed: int, stage: int, purpose: str) -> int:
     """A 31-bit seed for one purpose of one stage of a run: the suite's one seeding rule."""
     return zlib.crc32(f"{seed}:{stage}:{purpose}".encode()) & 0x7FFFFFFF
-
-
-def learning_rate(recipe: Recipe, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
-    """Multi-step decay per epoch (gamma at each milestone epoch, 0-indexed as MultiStepLR stepped per epoch),
-    with a per-iteration linear warm-up over the first `warmup_epochs` (lr * t / T, t = 1..T)."""
-    if epoch < recipe.warmup_epochs:
-        total = recipe.warmup_epochs * steps_per_epoch
-        return recipe.lr * (epoch * steps_per_epoch + step_in_epoch + 1) / total
-    decays = sum(1 for m in recipe.milestones if m <= epoch)
-    return recipe.lr * recipe.gamma**decays
 
 
 def _split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,8 +295,10 @@ def fit(
     hook: TrainingHook | None = None,
     unlabeled: np.ndarray | None = None,
     progress: str | None = None,
+    state: nn.ModuleDict | None = None,
 ) -> TrainResult:
-    """Train `model` (already on data's device) on the labeled indices with `recipe`; returns a summary.
+    """Train `model` (already on data's device) on the labeled indices with `recipe`; returns a summary with
+    the method's trained modules (`state`: the given ones trained further, or the hook's fresh `build_modules`).
 
     With `recipe.validation_fraction`, a seeded share of the labeled set is held out and the weights of the
     best validation epoch after `best_after_epoch` are loaded back at the end (DAL's reference protocol).
@@ -267,7 +313,10 @@ def fit(
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
-    ctx = TrainContext(model, recipe, augmenter, gen, device, data)
+    if state is None:
+        state = nn.ModuleDict(hook.build_modules(model, getattr(data, "spec", None)))
+    state = state.to(device)
+    ctx = TrainContext(model, recipe, augmenter, gen, device, data, state)
     hook.setup(ctx)
     train_idx, val_idx = _split_validation(np.asarray(labeled), recipe.validation_fraction, seed)
     stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, gen,
@@ -300,9 +349,7 @@ def fit(
                 raise ValueError(f"unknown phase driver {driver!r} for phase {phase!r}")
             for i, idx in enumerate(batches):
                 lr = hook.learning_rate(recipe, epoch, i, len(batches), len(train_idx))
-                for opt in ctx.optimizers:
-                    for group in opt.param_groups:
-                        group["lr"] = lr
+                ctx.set_learning_rates(lr, epoch, i, len(batches))
                 if driver == "labeled":
                     x, y = ctx.prepare(data.train_x[idx]), data.train_y[idx]
                 else:
@@ -330,7 +377,7 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(epochs_run, steps, time.perf_counter() - start, loss_value,
-                       best_epoch, best_acc if best_state is not None else None)
+                       best_epoch, best_acc if best_state is not None else None, state)
 
 
 @torch.no_grad()

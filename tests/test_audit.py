@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from repro.config import load_params, parse_params
+from repro.methods import load_params, parse_params, run_hash
 from repro.report.audit import audit, render_markdown
 from repro.report.claims import RegistryError, load_registries, validate_registry
 from repro.report.runs import (
@@ -118,7 +118,7 @@ def _write_runs(tmp_path, params, effects: dict[str, float], seeds=(0, 1, 2, 3, 
                        "selected_classes": (classes or {}).get(m, [1] * 10)} for k, n in enumerate(counts)]
             rec = {"experiment": experiment, "method": m, "seed": s, "dataset": exp.dataset, "pool_size": exp.pool_size(),
                    "initial_pool_sha256": (pools or {}).get((m, s), f"p{s}"), "stages": stages,
-                   "provenance": {"git": {"commit": "abc"}, "params_sha256": params.run_hash(experiment, m)}}
+                   "provenance": {"git": {"commit": "abc"}, "params_sha256": run_hash(params, experiment, m)}}
             path = Path(params.results_dir) / experiment / m / f"seed{s}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(rec))

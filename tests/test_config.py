@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from repro.config import load_params, parse_params
+from repro.methods import load_params, method_spec, parse_params
 from repro.schema import ConfigError
 
 from .conftest import ROOT
@@ -156,7 +156,7 @@ def test_variants_are_validated_by_the_method_options(base_params):
     raw["variants"]["mcdal-h4"] = {"method": "mcdal", "heads": 4, "distance": "kl"}
     raw["experiments"]["mcdal_fig3"]["methods"] = ["random", "mcdal-h4"]
     params = parse_params(raw)
-    method, opts = params.method_spec("mcdal-h4")
+    method, opts = method_spec(params, "mcdal-h4")
     assert method == "mcdal" and opts.heads == 4 and opts.distance == "kl"
     for body, key, text in [
         ({"method": "mcdal", "heads": 1}, "variants.mcdal-h4.heads", "integer in [2"),
@@ -180,11 +180,21 @@ def test_experiment_options_override_method_defaults(base_params):
     raw["profile"] = "paper"
     raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 500}}
     params = parse_params(raw)
-    assert params.method_spec("entropy", "mcdal_fig3")[1].subset == 500
-    assert params.method_spec("entropy")[1].subset is None
+    assert method_spec(params, "entropy", "mcdal_fig3")[1].subset == 500
+    assert method_spec(params, "entropy")[1].subset is None
     raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 0}}
     with pytest.raises(ConfigError, match=r"^experiments.mcdal_fig3.options.entropy.subset = 0 "):
         parse_params(raw)
     raw["experiments"]["mcdal_fig3"]["options"] = {"margin": {"subset": 5}}
     with pytest.raises(ConfigError, match="not in methods"):
         parse_params(raw)
+
+
+def test_config_does_not_import_the_strategy_registry():
+    """Dependencies run one way: config parses the file; repro.methods checks the method names."""
+    import subprocess
+    import sys
+
+    code = "import sys, repro.config; print('repro.strategies' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "False"]

@@ -2,9 +2,8 @@
 
 import yaml
 
-from repro.config import load_params
 from repro.experiments import ARTIFACTS, CurveFigure
-from repro.records import RUN_CODE
+from repro.methods import load_params, stage_code_deps
 
 from .conftest import ROOT
 
@@ -19,13 +18,14 @@ def test_every_experiment_has_a_run_stage():
     for name, exp in params.experiments:
         st = d["stages"][f"run_{name}"]
         assert st["cmd"] == f"python -m repro run {name}"
-        assert st["deps"] == [f"repro/{p}" for p in RUN_CODE]  # the modules a run's result depends on
+        # the shared core + the files of this experiment's methods (a method change reruns only its stages)
+        assert st["deps"] == stage_code_deps(params, exp.methods)
         assert {f"experiments.{name}", f"recipes.{exp.recipe}", "profile", "profiles", "variants"} <= set(st["params"])
         assert st["outs"] == [f"results/{name}"]
     for name, r in params.rankings:
         st = d["stages"][f"rank_{name}"]
         assert st["cmd"] == f"python -m repro rank {name}" and st["outs"] == [f"results/{name}"]
-        assert st["deps"] == [f"repro/{p}" for p in RUN_CODE]
+        assert st["deps"] == stage_code_deps(params, r.methods) + ["repro/rankings.py"]
         assert f"experiments.{r.of}" in st["params"]
 
 

@@ -75,3 +75,33 @@ def test_plan_counts_runs_and_recognises_finished_ones(tmp_path):
     assert "(1 done, 1 to go)" in describe_plan(params, "tiny", runs, data)
     loop.run(params, "tiny", "random", 1, data=data, progress=False)
     assert "already done" in describe_plan(params, "tiny", runs, data)
+
+
+def test_killed_run_resumes_carried_over_method_modules(tmp_path, monkeypatch):
+    """A method whose task model carries over between stages gets its trained modules (here MCDAL's heads)
+    checkpointed with the model: the resumed run reaches the same record as an uninterrupted one."""
+    from repro.strategies.mcdal import MCDALStrategy
+
+    monkeypatch.setattr(MCDALStrategy, "reinit_each_stage", False)
+    params = parse_params(tiny_params(tmp_path / "a", methods=("mcdal",)))
+    full = loop.run(params, "tiny", "mcdal", 0, progress=False)
+    params_b = parse_params(tiny_params(tmp_path / "b", methods=("mcdal",)))
+    with pytest.raises(loop.StopAfterStage):
+        loop.run(params_b, "tiny", "mcdal", 0, progress=False, stop_after_stage=0)
+    ckpt = loop.checkpoint_dir(params_b, "tiny", "mcdal", 0)
+    assert (ckpt / "model.pt").is_file() and (ckpt / "method_state.pt").is_file()
+    import torch
+
+    heads = torch.load(ckpt / "method_state.pt")
+    assert any(k.startswith("heads.") for k in heads)
+    resumed = loop.run(params_b, "tiny", "mcdal", 0, progress=False)
+    assert loop.strip_volatile(resumed) == loop.strip_volatile(full)
+
+
+def test_code_key_covers_the_core_and_only_the_runs_own_method():
+    from repro.methods import CORE_CODE, run_code
+
+    assert run_code("random")[: len(CORE_CODE)] == CORE_CODE
+    assert "strategies/mcdal.py" in run_code("mcdal") and "strategies/mcdal.py" not in run_code("random")
+    assert "kcenter_mip.py" in run_code("coreset-robust") and "strategies/coreset.py" in run_code("coreset-robust")
+    assert "kcenter_mip.py" not in run_code("coreset")

@@ -181,14 +181,14 @@ def test_ads_table_rows_are_the_named_variants():
     run them must be those rows' options, and Table 2's max / min differ from "mean" only in the weight's entropy."""
     import dataclasses
 
-    from repro.config import load_params
+    from repro.methods import load_params, method_spec
 
     from .conftest import ROOT
 
     params = load_params(ROOT / "params.yaml", "paper")
 
     def opts(name):
-        method, o = params.method_spec(name)
+        method, o = method_spec(params, name)
         assert method == "ads"
         return o
 

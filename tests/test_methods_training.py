@@ -17,7 +17,7 @@ from repro.strategies.ads import ADSHook, ADSOptions, ADSStrategy
 from repro.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
 from repro.strategies.dfal import deepfool
 from repro.strategies.mcdal import MCDALOptions
-from repro.train import fit
+from repro.train import derive_seed, fit
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,9 @@ def test_mcdal_heads_discrepancy_on_unlabeled_rises(data):
     strategy = build_strategy("mcdal", MCDALOptions(heads=2))
     pool = ActivePool.initial("x", 300, 60, 0)
     recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=6, epoch_iterations=6)
-    fit(_model(data), data, pool.labeled, recipe, 0, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
-    trace = [float(t) for t in strategy.hook.discrepancy_trace]
+    hook = strategy.training_hook()
+    fit(_model(data), data, pool.labeled, recipe, 0, hook=hook, unlabeled=pool.unlabeled)
+    trace = [float(t) for t in hook.discrepancy_trace]
     assert len(trace) == 6
     assert trace[-1] > trace[0] and max(trace[3:]) > max(trace[:2]), trace
 
@@ -111,7 +112,7 @@ def test_dal_with_one_mini_query_equals_topk_of_p_unlabeled(data):
     labeled = torch.as_tensor(pool.labeled_mask)
     lab, unl = torch.nonzero(labeled).squeeze(1), torch.nonzero(~labeled).squeeze(1)
     target = torch.cat([torch.zeros(len(lab)), torch.ones(len(unl))])
-    disc = train_discriminator(psi[torch.cat([lab, unl])], target, opts, seed=4 * 1000 + 1 * 50 + 0)
+    disc = train_discriminator(psi[torch.cat([lab, unl])], target, opts, seed=derive_seed(4, 1, "dal-disc:0"))
     expected = unl[select_topk(unlabeled_probability(disc, psi[unl]), 20)].numpy()
     assert np.array_equal(picked, expected)
 

@@ -22,19 +22,13 @@ from repro.models import build_model
 from repro.strategies import STRATEGIES, BudgetError, QueryContext, build_strategy
 from repro.train import fit
 
-POINTWISE = {"entropy", "least-confidence", "margin", "dfal", "egl"}
-# Options that keep the template fast (the defaults are the papers'; these only shorten loops).
-FAST = {
-    "dal": {"max_epochs": 40, "mini_queries": 3},
-    "mc-entropy": {"passes": 5}, "mc-variation-ratio": {"passes": 5}, "bald": {"passes": 5},
-    "dfal": {"max_iter": 15},
-    "ads": {"subset": None},
-}
+POINTWISE = {n for n, cls in STRATEGIES.items() if cls.pointwise}  # capabilities, declared by each strategy
 RECIPE = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=2, augment=("flip",))
 
 
 def make_strategy(name, **extra):
-    opts = STRATEGIES[name].Options(**{**FAST.get(name, {}), **extra})
+    # quick_options only shorten loops (the defaults are the papers')
+    opts = STRATEGIES[name].Options(**{**STRATEGIES[name].quick_options, **extra})
     return build_strategy(name, opts)
 
 
@@ -47,9 +41,9 @@ def trained_context(name, backbone="lenet", dataset="synthetic-mnist", pool_size
     model = strategy.adapt_model(build_model(backbone, spec.num_classes, spec.channels, (spec.height, spec.width),
                                              width=width, dropout=0.5))
     pool = ActivePool.initial(dataset, pool_size, n_labeled, seed)
-    fit(model, data, pool.labeled, RECIPE, seed, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
+    trained = fit(model, data, pool.labeled, RECIPE, seed, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
     aug = Augmenter((), spec.mean, spec.std, "cpu")
-    return strategy, QueryContext(model, data, pool, aug, RECIPE, seed, 0)
+    return strategy, QueryContext(model, data, pool, aug, RECIPE, seed, 0, state=trained.state)
 
 
 @pytest.fixture(scope="module", params=sorted(STRATEGIES))
@@ -68,8 +62,8 @@ def test_query_returns_budget_distinct_unlabeled(trained):
 def test_same_seed_same_indices(trained):
     name, strategy, ctx = trained
     assert np.array_equal(strategy.query(ctx, 11), strategy.query(ctx, 11))
-    if strategy.training_hook() is None or name == "random":  # stateless: a fresh object agrees too
-        assert np.array_equal(make_strategy(name).query(ctx, 11), strategy.query(ctx, 11))
+    # a strategy keeps no trained state (it reaches the query in ctx.state): a fresh object agrees too
+    assert np.array_equal(make_strategy(name).query(ctx, 11), strategy.query(ctx, 11))
 
 
 def test_budget_larger_than_pool_is_a_clear_error(trained):

@@ -128,3 +128,46 @@ def test_cuda_training_syncs_per_epoch_not_per_step(data):
 
     syncs(2)  # warm-up (cudnn autotuning, lazy init)
     assert syncs(20) == syncs(5)
+
+
+class OwnOptimizersHook(TrainingHook):
+    """A method network with its own Adam at a constant 5e-4 (VAAL, DAAL) beside the task SGD on the recipe's
+    schedule, plus one on a callable schedule; modules come from build_modules and return in the state."""
+
+    def build_modules(self, model, spec):
+        return {"aux": torch.nn.Linear(model.feature_dim, 10), "aux2": torch.nn.Linear(model.feature_dim, 10)}
+
+    def setup(self, ctx):
+        self.adam = ctx.make_optimizer(ctx.state["aux"].parameters(), "adam", 5e-4, "constant", weight_decay=0.0)
+        self.halving = ctx.make_optimizer(ctx.state["aux2"].parameters(), "sgd", 0.2, lambda e, s, n: 0.5**e)
+        self.lrs = []
+
+    def training_step(self, ctx, x, y):
+        self.lrs.append((ctx.task_optimizer.param_groups[0]["lr"], self.adam.param_groups[0]["lr"],
+                         self.halving.param_groups[0]["lr"]))
+        feats = ctx.model(x).features.detach()
+        for name, opt in (("aux", self.adam), ("aux2", self.halving)):
+            ctx.step(opt, torch.nn.functional.cross_entropy(ctx.state[name](feats), y))
+        return ctx.default_step(x, y)
+
+
+def test_optimizers_keep_their_own_kind_rate_and_schedule(data):
+    m = build_model("resnet18", 10, 3, (32, 32), width=0.0625)
+    hook = OwnOptimizersHook()
+    r = _recipe(epochs=3, epoch_iterations=2, milestones=(2,), gamma=0.1)
+    res = fit(m, data, np.arange(40), r, seed=0, hook=hook)
+    assert isinstance(hook.adam, torch.optim.Adam) and isinstance(hook.halving, torch.optim.SGD)
+    task, adam, halving = zip(*hook.lrs)
+    assert task == pytest.approx((0.05, 0.05, 0.05, 0.05, 0.005, 0.005))
+    assert adam == pytest.approx((5e-4,) * 6)
+    assert halving == pytest.approx((0.2, 0.2, 0.1, 0.1, 0.05, 0.05))
+    assert set(res.state) == {"aux", "aux2"} and res.state["aux"].weight.grad is not None
+
+
+def test_unknown_optimizer_settings_are_clear_errors(data):
+    class Bad(TrainingHook):
+        def setup(self, ctx):
+            ctx.make_optimizer(ctx.model.parameters(), "adagrad")
+
+    with pytest.raises(ValueError, match="adagrad"):
+        fit(build_model("lenet", 10, 3, (32, 32)), data, np.arange(20), _recipe(epochs=1), 0, hook=Bad())

@@ -41,7 +41,9 @@ def check_record(params, rec: dict, experiment: str, method: str, seed: int) -> 
         if rec.get(key) != want:
             raise RecordError(f"{path}: its {key} is {rec.get(key)!r}, but its path says {want!r} (a moved or copied record)")
     have = (rec.get("provenance") or {}).get("params_sha256")
-    want_hash = params.run_hash(experiment, method)
+    from repro.methods import run_hash  # (imports the strategy registry, so only when records are checked)
+
+    want_hash = run_hash(params, experiment, method)
     if have != want_hash:
         raise RecordError(f"{path}: stale, made with other params (params_sha256 {str(have)[:12]} != current "
                           f"{want_hash[:12]}); re-run `dvc repro`")

@@ -1,18 +1,15 @@
-"""Active-learning strategies by registered name. Importing this package registers them all."""
+"""Active-learning strategies by registered name. Importing this package registers them all: every module
+in this folder is imported (a new method is a new module; this file does not change, so adding one does not
+touch the shared run code)."""
 
-from repro.strategies import (  # noqa: F401  (registration side effects)
-    ads,
-    coreset,
-    coreset_robust,
-    dal,
-    dfal,
-    egl,
-    mc_dropout,
-    mcdal,
-    random,
-    uncertainty,
-)
+import importlib
+import pkgutil
+
 from repro.strategies.base import STRATEGIES, BudgetError, QueryContext, ScoreStrategy, Strategy, register
+
+for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _m.name != "base":
+        importlib.import_module(f"{__name__}.{_m.name}")
 
 
 def build_strategy(name: str, options=None) -> Strategy:

@@ -67,6 +67,11 @@ def _trunk_params(model: Backbone):
 PHASE_DRIVERS = {"labeled": "labeled", "agreement": "unlabeled", "discrepancy": "unlabeled+labeled"}
 
 
+def selection_entropy(opts: ADSOptions, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """E(u) of Eq. 3 (the mean over the two heads) for sample selection."""
+    return losses.ads_entropy(s1, s2, "mean", 2.0 if opts.log2 else None, opts.renormalise)
+
+
 class ADSHook(TrainingHook):
     uses_unlabeled = True
 
@@ -94,8 +99,7 @@ class ADSHook(TrainingHook):
         return losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None, self.o.renormalise)
 
     def selection_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-        """E(u) of Eq. 3 (the mean over the two heads) for sample selection."""
-        return losses.ads_entropy(s1, s2, "mean", 2.0 if self.o.log2 else None, self.o.renormalise)
+        return selection_entropy(self.o, s1, s2)
 
     def _bce(self, model, features, y) -> torch.Tensor:
         return sum(losses.ads_bce(z, y) for z in model.head.logits(features)).mean()  # Eq. 1
@@ -130,10 +134,7 @@ class ADSHook(TrainingHook):
                 w = torch.full((n,), 1.0 / n, device=s1.device)
             loss = (w * losses.ads_discrepancy_loss(s1, s2)).sum() + self._bce(model, fl, y)
             opt = self.cls_opt
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+        return ctx.step(opt, loss)
 
 
 @register("ads")
@@ -141,6 +142,7 @@ class ADSStrategy(ScoreStrategy):
     """Top-k of E(u) (ADS Eq. 3, `losses.ads_entropy`) among a seeded random subset; or random (Table 1)."""
 
     Options = ADSOptions
+    quick_options = {"subset": None}
 
     def adapt_model(self, model: Backbone) -> Backbone:
         linear = final_linear(model)
@@ -148,8 +150,7 @@ class ADSStrategy(ScoreStrategy):
         return model
 
     def training_hook(self) -> TrainingHook:
-        self.hook = ADSHook(self.options)
-        return self.hook
+        return ADSHook(self.options)
 
     def training_unlabeled(self, pool, seed: int, stage: int) -> np.ndarray:
         return self.random_subset(pool, seed, stage)  # the agreement/discrepancy passes read the query's subset
@@ -160,5 +161,4 @@ class ADSStrategy(ScoreStrategy):
         _, features = ctx.predict(candidates)
         with torch.no_grad():
             s = [torch.sigmoid(z.float()) for z in ctx.model.head.logits(features)]
-        hook = getattr(self, "hook", None) or ADSHook(self.options)
-        return hook.selection_entropy(s[0], s[-1])
+        return selection_entropy(self.options, s[0], s[-1])

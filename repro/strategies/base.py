@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, replace
+import inspect
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
-from repro.config import Recipe
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.data.pool import ActivePool
 from repro.losses import select_topk
 from repro.models.base import Backbone
+from repro.recipe import Recipe
 from repro.schema import Int, Optional, spec
-from repro.train import TrainingHook, predict
+from repro.train import TrainingHook, derive_seed, predict
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -39,13 +41,14 @@ def register(name: str):
 
 
 def run_rng(seed: int, stage: int, salt: str) -> np.random.Generator:
-    """A numpy generator seeded by (run seed, stage, salt): the same draw at training and at query."""
-    return np.random.default_rng([seed, stage, zlib.crc32(salt.encode())])
+    """A numpy generator seeded by derive_seed(run seed, stage, salt): the same draw at training and at query."""
+    return np.random.default_rng(derive_seed(seed, stage, salt))
 
 
 @dataclass
 class QueryContext:
-    """What a query sees: the trained task model, the data, the pool and a seed for its own randomness."""
+    """What a query sees: the trained task model, the method's trained modules (`state`, what `fit` returned),
+    the data, the pool, the budget and a seed for its own randomness."""
 
     model: Backbone
     data: ImageData
@@ -57,11 +60,13 @@ class QueryContext:
     # How many examples the query takes (set by `ScoreStrategy.query`); scorers that iterate until enough
     # candidates qualify read it (DFAL's code variant).
     budget: int = 1
+    # The method's own trained networks (its hook's `build_modules`, as trained by `fit`): empty for methods
+    # that train none.
+    state: nn.ModuleDict = field(default_factory=nn.ModuleDict)
 
     def generator(self, salt: str = "") -> torch.Generator:
-        """A generator on the data's device seeded by (run seed, stage, salt): same seed => same query."""
-        key = zlib.crc32(f"{self.seed}:{self.stage}:{salt}".encode())
-        return torch.Generator(device=self.data.train_x.device).manual_seed(key)
+        """A generator on the data's device seeded by derive_seed(run seed, stage, salt): same seed => same query."""
+        return torch.Generator(device=self.data.train_x.device).manual_seed(derive_seed(self.seed, self.stage, salt))
 
     def rng(self, salt: str = "") -> np.random.Generator:
         return run_rng(self.seed, self.stage, salt)
@@ -85,30 +90,53 @@ class ScoreOptions(StrategyOptions):
 
 
 class Strategy:
-    """Base class. Subclasses implement `query`; methods that change training also return a hook."""
+    """Base class. Subclasses implement `query`; methods that change training also return a hook, whose
+    trained modules reach `query` as `ctx.state` (a strategy object keeps no trained state of its own).
+
+    Capabilities (class attributes, read by tests, rankings and the parameter table instead of hand lists):
+    `pointwise` (each example's score depends on that example only, deterministically), `ranks_pool` (it can
+    score every unlabeled example: `pool_scores`, DAL Fig. 3), `quick_options` (options that only shorten its
+    loops, for tests and quick checks), `code` (package files it owns beyond its module: a change there reruns
+    only the runs of methods that own it) and `builds_on` (registered methods whose code it reuses).
+    """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = StrategyOptions
     reinit_each_stage: ClassVar[bool] = True  # task model re-initialised every stage unless a method says otherwise
+    pointwise: ClassVar[bool] = False
+    ranks_pool: ClassVar[bool] = False
+    quick_options: ClassVar[dict[str, Any]] = {}
+    code: ClassVar[tuple[str, ...]] = ()
+    builds_on: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
         if not isinstance(self.options, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(self.options).__name__}")
 
-    def auxiliary_parameters(self, model: Backbone) -> int:
-        """Parameters a method trains beyond the task model (its hook's modules), for parameter tables."""
-        hook = getattr(self, "hook", None)
-        if hook is None:
-            return 0
-        mods = [m for m in vars(hook).values() if isinstance(m, torch.nn.Module)]
-        return sum(p.numel() for m in mods for p in m.parameters())
+    @classmethod
+    def code_files(cls) -> tuple[str, ...]:
+        """Package-relative files this method's results depend on beyond the shared core: the module that
+        defines it (and its base classes' modules under strategies/), `code`, and `builds_on`'s files."""
+        pkg = Path(__file__).resolve().parent.parent
+        files = {str(Path(inspect.getfile(k)).resolve().relative_to(pkg)) for k in cls.__mro__
+                 if k.__module__.startswith("repro.strategies.") and k.__module__ != __name__}
+        files |= set(cls.code)
+        for other in cls.builds_on:
+            files |= set(STRATEGIES[other].code_files())
+        return tuple(sorted(files))
+
+    def method_modules(self, model: Backbone, spec) -> dict[str, nn.Module]:
+        """The networks the method trains beyond the task model (fresh, on the CPU), for parameter tables."""
+        hook = self.training_hook()
+        return hook.build_modules(model, spec) if hook is not None else {}
 
     def adapt_model(self, model: Backbone) -> Backbone:
         """Change the freshly built task model where a method needs to (e.g. ADS's two sigmoid heads)."""
         return model
 
     def training_hook(self) -> TrainingHook | None:
+        """A fresh hook per call (hooks hold per-fit scratch only; trained modules come back from `fit`)."""
         return None
 
     def random_subset(self, pool: ActivePool, seed: int, stage: int) -> np.ndarray:
@@ -134,6 +162,10 @@ class Strategy:
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         raise NotImplementedError(f"strategy {self.name!r} does not implement query")
 
+    def pool_scores(self, ctx: QueryContext, unlabeled: np.ndarray) -> torch.Tensor:
+        """A score for every given unlabeled example, "higher = query first" (methods with `ranks_pool`)."""
+        raise NotImplementedError(f"strategy {self.name!r} cannot score the whole pool (ranks_pool is False)")
+
     @staticmethod
     def check_budget(ctx: QueryContext, budget: int) -> None:
         if budget < 1 or budget > ctx.pool.n_unlabeled:
@@ -147,6 +179,7 @@ class ScoreStrategy(Strategy):
     """
 
     Options = ScoreOptions
+    ranks_pool = True
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         """(len(candidates),) scores of the candidate pool indices, in the candidates' order."""
@@ -169,3 +202,9 @@ class ScoreStrategy(Strategy):
         if self.ties_random():
             tiebreak = torch.randperm(ctx.pool.size, generator=ctx.generator("ties"), device=ctx.data.train_x.device)
         return select_topk(full, budget, cand_t, tiebreak).cpu().numpy()
+
+    def pool_scores(self, ctx: QueryContext, unlabeled: np.ndarray) -> torch.Tensor:
+        """Every given example scored (a ranking needs all of them, so no random subset)."""
+        if getattr(self.options, "subset", None) is not None:
+            return type(self)(replace(self.options, subset=None)).score(ctx, unlabeled)
+        return self.score(ctx, unlabeled)

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import Recipe
 from repro.losses import select_topk, split_budget
 from repro.models.base import ModelOutput
+from repro.recipe import Recipe
 from repro.schema import Bool, Choice, Float, Int, Optional, spec
 from repro.strategies.base import QueryContext, Strategy, StrategyOptions, register
-from repro.train import FeatureData, NoAugment, TrainContext, TrainingHook, fit, predict
+from repro.train import FeatureData, NoAugment, TrainContext, TrainingHook, derive_seed, fit, predict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,10 +74,7 @@ class DiscriminatorHook(TrainingHook):
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = ctx.model(x).logits.float()
-        loss = (F.cross_entropy(logits, y, reduction="none") * self.weights[y]).mean()
-        ctx.task_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        ctx.task_optimizer.step()
+        loss = ctx.step(ctx.task_optimizer, (F.cross_entropy(logits, y, reduction="none") * self.weights[y]).mean())
         self._correct += (logits.argmax(1) == y).sum()
         self._seen += len(y)
         return loss.detach()
@@ -132,9 +129,11 @@ class DALStrategy(Strategy):
     features, computed once) and takes the top share by P(unlabeled | Psi(x)) (DAL Sec. 3-4)."""
 
     Options = DALOptions
+    ranks_pool = True
+    quick_options = {"max_epochs": 40, "mini_queries": 3}
 
-    def auxiliary_parameters(self, model) -> int:
-        return sum(p.numel() for p in Discriminator(model.feature_dim).parameters())
+    def method_modules(self, model, spec) -> dict[str, nn.Module]:
+        return {"discriminator": Discriminator(model.feature_dim)}  # trained inside each mini-query
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
@@ -145,9 +144,18 @@ class DALStrategy(Strategy):
             lab = torch.nonzero(labeled).squeeze(1)
             unl = unlabeled_side(torch.nonzero(~labeled).squeeze(1), lab.numel(), self.options.subsample,
                                  ctx.generator(f"dal-sub:{i}"))
-            disc = fit_labeled_vs_unlabeled(psi, lab, unl, self.options, seed=(ctx.seed * 1000 + ctx.stage * 50 + i))
+            disc = fit_labeled_vs_unlabeled(psi, lab, unl, self.options, seed=derive_seed(ctx.seed, ctx.stage, f"dal-disc:{i}"))
             p_unl = unlabeled_probability(disc, psi[unl])
             top = unl[select_topk(p_unl, share)]
             labeled[top] = True
             picked.append(top.cpu().numpy())
         return np.concatenate(picked).astype(np.int64)
+
+    def pool_scores(self, ctx: QueryContext, unlabeled: np.ndarray) -> torch.Tensor:
+        """One discriminator, labeled vs unlabeled (its 10 |L| subsample): P(unlabeled) of every given example."""
+        _, psi = ctx.predict(np.arange(ctx.pool.size))
+        lab, unl = (torch.as_tensor(i, device=psi.device) for i in (ctx.pool.labeled, ctx.pool.unlabeled))
+        disc = fit_labeled_vs_unlabeled(psi, lab, unlabeled_side(unl, lab.numel(), self.options.subsample,
+                                                                  ctx.generator("dal-rank-sub")),
+                                        self.options, seed=derive_seed(ctx.seed, ctx.stage, "dal-rank"))
+        return unlabeled_probability(disc, psi[torch.as_tensor(unlabeled, device=psi.device)])

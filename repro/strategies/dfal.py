@@ -77,6 +77,8 @@ class DFALStrategy(ScoreStrategy):
     """Score = -||DeepFool perturbation|| (smallest perturbation queried first); pointwise."""
 
     Options = DFALOptions
+    pointwise = True  # the default (paper) variant; the code variant stops by budget
+    quick_options = {"max_iter": 15}
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         model, o = ctx.model.eval(), self.options

@@ -38,6 +38,7 @@ def _param_set(model: nn.Module, which: str) -> dict[str, torch.Tensor]:
 
 class _EGLBase(ScoreStrategy):
     Options = EGLOptions
+    pointwise = True
 
     def _inputs(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         return ctx.augmenter.eval(ctx.data.train_x[torch.as_tensor(candidates, device=ctx.data.train_x.device)])
@@ -77,6 +78,8 @@ class EGLStrategy(_EGLBase):
 
 @register("egl-code")
 class EGLCodeStrategy(_EGLBase):
+    pointwise = False  # a chunk's summed loss gives one gradient per chunk: scores depend on the chunk's company
+
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         model = ctx.model.eval()
         params = list(_param_set(model, self.options.params).values())

@@ -51,6 +51,7 @@ def mc_dropout_probs(ctx: QueryContext, candidates: np.ndarray, passes: int) -> 
 
 class _MCScore(ScoreStrategy):
     Options = MCOptions
+    quick_options = {"passes": 5}
     score_fn = staticmethod(losses.mc_entropy)
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro import losses
-from repro.config import Recipe
 from repro.models.base import final_linear
+from repro.recipe import Recipe
 from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.train import TrainContext, TrainingHook, frozen_batchnorm_stats, learning_rate
@@ -26,6 +26,11 @@ from repro.train import TrainContext, TrainingHook, frozen_batchnorm_stats, lear
 class MCDALOptions(ScoreOptions):
     heads: int = spec(Int(2, 16), 2)  # auxiliary heads k (MCDAL Fig. 8: 2, 4, 6, 8)
     distance: str = spec(Choice(losses.DISCREPANCIES), "l1")  # d(., .) (MCDAL Fig. 7: l1, l2, kl)
+
+
+def head_probs(heads: nn.ModuleList, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """(1 + k, N, C) probabilities, main classifier first."""
+    return torch.stack([F.softmax(main_logits.float(), -1)] + [F.softmax(h(features).float(), -1) for h in heads])
 
 
 class MCDALHook(TrainingHook):
@@ -38,17 +43,14 @@ class MCDALHook(TrainingHook):
         self.k, self.distance, self.code_reading = heads, distance, code_reading
         self.discrepancy_trace: list[torch.Tensor] = []  # mean L_dis on unlabeled per epoch (device scalars)
 
+    def build_modules(self, model: nn.Module, spec) -> dict[str, nn.Module]:
+        linear = final_linear(model)
+        return {"heads": nn.ModuleList(nn.Linear(linear.in_features, linear.out_features) for _ in range(self.k))}
+
     def setup(self, ctx: TrainContext) -> None:
-        linear = final_linear(ctx.model)
-        self.heads = nn.ModuleList(
-            nn.Linear(linear.in_features, linear.out_features) for _ in range(self.k)
-        ).to(ctx.device)
+        self.heads = ctx.state["heads"]
         self.opt = ctx.make_optimizer(self.heads.parameters())
         self._dis_sum, self._dis_n = torch.zeros((), device=ctx.device), 0
-
-    def head_probs(self, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """(1 + k, N, C) probabilities, main classifier first."""
-        return torch.stack([F.softmax(main_logits.float(), -1)] + [F.softmax(h(features).float(), -1) for h in self.heads])
 
     def _dis(self, probs: torch.Tensor) -> torch.Tensor:
         return losses.pairwise_discrepancy(probs, self.distance).mean()
@@ -57,15 +59,10 @@ class MCDALHook(TrainingHook):
         with ctx.autocast():
             out = ctx.model(x)
             task_loss = F.cross_entropy(out.logits.float(), y)
-        ctx.task_optimizer.zero_grad(set_to_none=True)
-        task_loss.backward()
-        ctx.task_optimizer.step()
+        ctx.step(ctx.task_optimizer, task_loss)
         feats_l = out.features.detach().float()
         if self.code_reading:  # the code's separate CE-only head step before the discrepancy step
-            ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
-            self.opt.zero_grad(set_to_none=True)
-            ce.backward()
-            self.opt.step()
+            ctx.step(self.opt, sum(F.cross_entropy(h(feats_l), y) for h in self.heads))
             with torch.no_grad(), ctx.autocast():  # the code re-runs the net on the labeled batch too
                 feats_l = ctx.model(x).features.float()
         xu = ctx.next_unlabeled()
@@ -76,10 +73,8 @@ class MCDALHook(TrainingHook):
             out_u = ctx.model(xu)
         feats_u, main_u = out_u.features.float(), out_u.logits.float()
         ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
-        dis = self._dis(self.head_probs(main_u, feats_u))
-        self.opt.zero_grad(set_to_none=True)
-        (ce - dis).backward()
-        self.opt.step()
+        dis = self._dis(head_probs(self.heads, main_u, feats_u))
+        ctx.step(self.opt, ce - dis)
         self._dis_sum += dis.detach()
         self._dis_n += 1
         return task_loss.detach()
@@ -111,19 +106,18 @@ class MCDALStrategy(ScoreStrategy):
 
     def training_hook(self) -> TrainingHook:
         cls = CodeWarmupHook if self.code_reading else MCDALHook
-        self.hook = cls(self.options.heads, self.options.distance, self.code_reading)
-        return self.hook
+        return cls(self.options.heads, self.options.distance, self.code_reading)
 
     def discrepancies(self, ctx: QueryContext, indices: np.ndarray) -> torch.Tensor:
         logits, features = ctx.predict(indices)
         with torch.no_grad():
-            d = losses.pairwise_discrepancy(self.hook.head_probs(logits, features), self.options.distance)
+            d = losses.pairwise_discrepancy(head_probs(ctx.state["heads"], logits, features), self.options.distance)
         # the code's acquisition L1 sums over classes: C times the training-time mean
         return d * logits.shape[1] if self.code_reading and self.options.distance == "l1" else d
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        if getattr(self, "hook", None) is None:
-            raise RuntimeError("mcdal: query before training (its heads are trained with the task model)")
+        if "heads" not in ctx.state:
+            raise RuntimeError("mcdal: query without trained heads (ctx.state comes from fit with its hook)")
         d_u = self.discrepancies(ctx, candidates)
         d_l = self.discrepancies(ctx, ctx.pool.labeled)
         if self.code_reading:

@@ -10,6 +10,7 @@ from repro.strategies.base import QueryContext, ScoreStrategy, register
 
 
 class _SoftmaxScore(ScoreStrategy):
+    pointwise = True
     score_fn = staticmethod(losses.entropy)
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:

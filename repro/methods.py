@@ -1,0 +1,130 @@
+"""Method names in params.yaml (registered strategies and named `variants`), checked against the strategy
+registry; the per-run parameter hash; and the code a run depends on (shared core + its method's files).
+
+`repro.config` knows nothing of strategies: it parses the file; this module adds the method checks, so the
+dependencies run one way (config <- methods -> strategies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from repro import config
+from repro.config import Params
+from repro.records import PACKAGE_DIR
+from repro.schema import Choice, ConfigError, build
+from repro.strategies import STRATEGIES
+
+# Files every run depends on (package-relative; folders mean every .py inside). A method's own files (its
+# strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
+# method reruns only that method's runs.
+CORE_CODE = ("config.py", "schema.py", "recipe.py", "methods.py", "data", "models", "losses/__init__.py", "train.py",
+             "loop.py", "records.py", "strategies/__init__.py", "strategies/base.py")
+
+
+def registered_method(params: Params, name: str) -> str:
+    """The registered strategy behind a method or variant name."""
+    variants = dict(params.variants)
+    if name in variants:
+        return variants[name][0]
+    if name in STRATEGIES:
+        return name
+    raise ConfigError("method", name, f"allowed: {sorted(set(STRATEGIES) | set(variants))}")
+
+
+def method_spec(params: Params, name: str, experiment: str | None = None) -> tuple[str, Any]:
+    """(registered method, its validated Options) for a method or variant name, with the experiment's
+    per-method `options` applied."""
+    method = registered_method(params, name)
+    variants = dict(params.variants)
+    raw = dict(variants[name][1]) if name in variants else {}
+    where = f"variants.{name}" if name in variants else f"method {name}"
+    overrides = dict(dict(params.experiment(experiment).options).get(name, ())) if experiment else {}
+    if overrides:
+        where = f"experiments.{experiment}.options.{name}"
+        if name in variants:  # a variant's own options are checked first, so an error names where it is
+            build(STRATEGIES[method].Options, raw, f"variants.{name}")
+    return method, build(STRATEGIES[method].Options, {**raw, **overrides}, where)
+
+
+def check_methods(params: Params) -> None:
+    """Every variant names a registered method with valid options and no registered name; every experiment's
+    methods exist and their options build; every ranking's methods can score the whole pool."""
+    for name, (method, _) in params.variants:
+        if name in STRATEGIES:
+            raise ConfigError(f"variants.{name}", name, "a variant cannot reuse a registered method's name")
+        Choice(STRATEGIES)(f"variants.{name}.method", method)
+        method_spec(params, name)
+    names = set(STRATEGIES) | {n for n, _ in params.variants}
+    for exp_name, exp in params.experiments:
+        for i, m in enumerate(exp.methods):
+            if m not in names:
+                raise ConfigError(f"experiments.{exp_name}.methods[{i}]", m, f"allowed: {sorted(names)}")
+        for m, _ in exp.options:
+            method_spec(params, m, exp_name)
+    for name, r in params.rankings:
+        for i, m in enumerate(r.methods):
+            if m not in names or not STRATEGIES[registered_method(params, m)].ranks_pool:
+                allowed = sorted(k for k, v in STRATEGIES.items() if v.ranks_pool)
+                raise ConfigError(f"rankings.{name}.methods[{i}]", m, f"methods that rank the pool: {allowed}")
+
+
+def parse_params(raw: Any, profile: str | None = None) -> Params:
+    """config.parse_params with the method checks (every profile)."""
+    return config.parse_params(raw, profile, checks=(check_methods,))
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """config.load_params with the method checks (every profile): what the CLI and the loop use."""
+    return config.load_params(path, profile, checks=(check_methods,))
+
+
+def run_hash(params: Params, experiment: str, method: str) -> str:
+    """SHA-256 of everything that determines one run of (experiment, method): the experiment's settings
+    except its lists of methods, seeds and other methods' options, its recipe, and the method's spec."""
+    exp = asdict(params.experiment(experiment))
+    for key in ("methods", "seeds", "options", "paper"):
+        exp.pop(key)
+    spec_ = method_spec(params, method, experiment)
+    payload = {"experiment": exp, "recipe": asdict(params.recipe(params.experiment(experiment).recipe)),
+               "method": [spec_[0], asdict(spec_[1])]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def _expand(part: str) -> list[Path]:
+    p = PACKAGE_DIR / part
+    if part.endswith(".py"):
+        if not p.is_file():
+            raise FileNotFoundError(f"run code {part} does not exist under {PACKAGE_DIR}")
+        return [p]
+    return sorted(p.rglob("*.py"))
+
+
+def method_code(method: str) -> tuple[str, ...]:
+    """The package-relative files a registered method owns (beyond the core)."""
+    return STRATEGIES[method].code_files()
+
+
+def run_code(method: str) -> tuple[str, ...]:
+    """Core + the method's own files: what a run of `method` depends on (dvc deps, checkpoint key)."""
+    return CORE_CODE + tuple(f for f in method_code(method) if f not in CORE_CODE)
+
+
+def code_sha256(method: str) -> str:
+    """Fingerprint of the source a run of `method` depends on: changing the core or this method's files
+    invalidates its checkpoints; changing another method, the reports, the CLI or benchmarks does not."""
+    h = hashlib.sha256()
+    for p in sorted({f for part in run_code(method) for f in _expand(part)}):
+        h.update(str(p.relative_to(PACKAGE_DIR)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def stage_code_deps(params: Params, names) -> list[str]:
+    """dvc.yaml deps of a stage running these method/variant names: core first, then the methods' files."""
+    own = sorted({f for n in names for f in method_code(registered_method(params, n))} - set(CORE_CODE))
+    return [f"repro/{p}" for p in (*CORE_CODE, *own)]
