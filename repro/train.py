@@ -154,6 +154,7 @@ class TrainContext:
         self.state = state if state is not None else nn.ModuleDict()
         self.optimizers: list[ScheduledOptimizer] = []
         self.task_optimizer = self.make_optimizer(model.parameters())
+        self.labeled_stream: BatchStream | None = None  # set by fit (the cycled labeled stream)
         self.unlabeled_stream: BatchStream | None = None
         # The unlabeled stream and its augmentation draw from their own generator, so a hook that only reads
         # unlabeled data leaves the task model's batches, augmentation and initialisation unchanged.
@@ -221,6 +222,12 @@ class TrainContext:
         else:
             idx = self.unlabeled_stream.next()
         return self.prepare(self.data.train_x[idx], gen=self.unlabeled_gen)
+
+    def next_labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh augmented labeled batch (x, y) from the cycled labeled stream, for methods that take more
+        steps per iteration than the trainer's one labeled batch (VAAL's two VAE steps)."""
+        idx = self.labeled_stream.next()
+        return self.prepare(self.data.train_x[idx]), self.data.train_y[idx]
 
     def default_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on the labeled batch, one step of the task optimizer; returns the detached loss."""
@@ -321,6 +328,7 @@ def fit(
     train_idx, val_idx = _split_validation(np.asarray(labeled), recipe.validation_fraction, seed)
     stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, gen,
                          drop_last=recipe.epoch_iterations is not None)
+    ctx.labeled_stream = stream
     if hook.uses_unlabeled and unlabeled is not None and len(unlabeled):
         ctx.unlabeled_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "unlabeled"))
         ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size,
