@@ -1,4 +1,4 @@
-"""`python -m repro check|run|figure|where|data|bench` — what dvc.yaml and the README call.
+"""`python -m repro check|run|rank|figure|audit|where|data|params|bench` — what dvc.yaml and the README call.
 
 Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2
 (`--debug` shows its traceback too).
@@ -124,6 +124,12 @@ def cmd_bench(args) -> int:
     return bench.main(args.what, args.repeats, args.full, args.methods)
 
 
+def cmd_params(args) -> int:
+    from repro.params_table import main
+
+    return main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl = dsub.add_parser("download", help="download a real dataset into data/<name>/ (needs a network)")
     dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101"))
     dl.set_defaults(fn=cmd_data)
+    sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts"
+                   ).set_defaults(fn=cmd_params)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
     b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
     b.add_argument("--repeats", type=int, default=3)

@@ -126,6 +126,20 @@ class Strategy:
             files |= set(STRATEGIES[other].code_files())
         return tuple(sorted(files))
 
+    @classmethod
+    def parameter_configs(cls) -> list:
+        """What `python -m repro params` reports for this method: by default MCDAL Table 1's setting (CIFAR-10,
+        ResNet-18) with the method's own modules; methods reported elsewhere add their settings."""
+        from repro.data.specs import get_spec
+        from repro.models import build_model
+        from repro.params_table import MCDAL_TABLE1, ParameterConfig
+
+        spec, strategy = get_spec("cifar10"), cls()
+        model = strategy.adapt_model(build_model("resnet18", spec.num_classes, spec.channels, (spec.height, spec.width)))
+        modules = {"task model": model, **strategy.method_modules(model, spec)}
+        printed = {"total": MCDAL_TABLE1[cls.name]} if cls.name in MCDAL_TABLE1 else {}
+        return [ParameterConfig(cls.name, "CIFAR-10, ResNet-18", modules, printed, "MCDAL Table 1" if printed else "")]
+
     def method_modules(self, model: Backbone, spec) -> dict[str, nn.Module]:
         """The networks the method trains beyond the task model (fresh, on the CPU), for parameter tables."""
         hook = self.training_hook()
