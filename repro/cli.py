@@ -1,4 +1,4 @@
-"""`python -m repro check|run|rank|figure|audit|where|data|params|bench` — what dvc.yaml and the README call.
+"""`python -m repro check|run|rank|figure|audit|where|data|params|dvc-deps|bench` — what dvc.yaml and the README call.
 
 Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2
 (`--debug` shows its traceback too).
@@ -130,6 +130,12 @@ def cmd_params(args) -> int:
     return main()
 
 
+def cmd_dvc_deps(args) -> int:
+    from repro.dvc_deps import main
+
+    return main(_params(args), write=args.write)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -161,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(fn=cmd_data)
     sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts"
                    ).set_defaults(fn=cmd_params)
+    v = sub.add_parser("dvc-deps", help="check (or --write) the code deps of dvc.yaml's run stages")
+    v.add_argument("--write", action="store_true")
+    v.set_defaults(fn=cmd_dvc_deps)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
     b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
     b.add_argument("--repeats", type=int, default=3)

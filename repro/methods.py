@@ -22,7 +22,7 @@ from repro.strategies import STRATEGIES
 # Files every run depends on (package-relative; folders mean every .py inside). A method's own files (its
 # strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
 # method reruns only that method's runs.
-CORE_CODE = ("config.py", "schema.py", "recipe.py", "methods.py", "data", "models", "losses/__init__.py", "train.py",
+CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py", "train.py",
              "loop.py", "records.py", "strategies/__init__.py", "strategies/base.py")
 
 

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import math
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from torch import nn
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.recipe import Recipe, learning_rate
+from repro.seeding import derive_seed
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -280,15 +280,10 @@ class TrainingHook:
         return False
 
 
-def derive_seed(seed: int, stage: int, purpose: str) -> int:
-    """A 31-bit seed for one purpose of one stage of a run: the suite's one seeding rule."""
-    return zlib.crc32(f"{seed}:{stage}:{purpose}".encode()) & 0x7FFFFFFF
-
-
 def _split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if fraction <= 0:
         return labeled, labeled[:0]
-    perm = np.random.default_rng([seed, 7]).permutation(labeled)
+    perm = np.random.default_rng(derive_seed(seed, 0, "validation")).permutation(labeled)
     n_val = int(math.floor(len(labeled) * fraction))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 

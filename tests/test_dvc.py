@@ -48,3 +48,16 @@ def test_checkpoints_live_outside_declared_outs():
     params = load_params(ROOT / "params.yaml")
     outs = [o for st in _dvc()["stages"].values() for o in st.get("outs", [])]
     assert not any(str(o).startswith(params.checkpoint_dir) for o in outs)
+
+
+def test_dvc_deps_command_agrees_and_rewrites(tmp_path):
+    from repro.dvc_deps import main, rewrite, wanted
+
+    params = load_params(ROOT / "params.yaml")
+    text = (ROOT / "dvc.yaml").read_text()
+    assert rewrite(text, wanted(params)) == text
+    stale = text.replace("      - repro/strategies/mcdal.py\n", "", 1)
+    path = tmp_path / "dvc.yaml"
+    path.write_text(stale)
+    assert main(params, path) == 1
+    assert main(params, path, write=True) == 0 and path.read_text() == text

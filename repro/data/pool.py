@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import zlib
 
 import numpy as np
+
+from repro.seeding import derive_seed
 
 
 def indices_sha256(indices) -> str:
@@ -16,9 +17,7 @@ def indices_sha256(indices) -> str:
 
 def dataset_permutation(dataset: str, size: int, seed: int) -> np.ndarray:
     """One seeded permutation of range(size) per (dataset, seed): the source of every initial labeled set."""
-    key = zlib.crc32(f"{dataset}:{size}".encode())
-    rng = np.random.default_rng([int(seed), key])
-    return rng.permutation(size)
+    return np.random.default_rng(derive_seed(int(seed), 0, f"initial-pool:{dataset}:{size}")).permutation(size)
 
 
 class ActivePool:
