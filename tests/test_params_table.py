@@ -17,9 +17,26 @@ def test_every_registered_method_is_reported(table):
     assert {m for m, _, _ in table} == set(STRATEGIES)
 
 
-@pytest.mark.parametrize("method,total", [("coreset", 11_173_962), ("random", 11_173_962), ("mcdal", 11_184_222)])
+@pytest.mark.parametrize("method,total", [("mcdal", 11_184_222), ("ll", 11_297_867)])
 def test_mcdal_table1_totals(table, method, total):
+    """MCDAL Table 1's setting: ResNet-18 (CIFAR stem, 10 classes) + the method's own modules."""
     assert table[(method, "CIFAR-10, ResNet-18", "total")]["parameters"] == total
+    assert table[(method, "CIFAR-10, ResNet-18", "task model")]["parameters"] == 11_173_962
+
+
+@pytest.mark.parametrize("method", ["coreset", "random"])
+def test_methods_without_modules_report_the_task_model(table, method):
+    assert table[(method, "CIFAR-10, ResNet-18", "task model")]["parameters"] == 11_173_962
+    assert (method, "CIFAR-10, ResNet-18", "total") not in table
+
+
+@pytest.mark.parametrize("arch,counts", [
+    ("resnet18", {"F": 11_176_512, "C": 156_928, "D": 525_825, "T": 11_227_812}),
+    ("vgg16", {"F": 14_723_136, "C": 12_896_768, "D": 13_108_737, "T": 17_232_036})])
+def test_mal_supplementary_counts(table, arch, counts):
+    for module, n in counts.items():
+        row = table[("mal", f"CIFAR-100, {arch} (MAL supp. Sec. B)", module)]
+        assert row["parameters"] == n and row["matches"] == "yes"
 
 
 def test_printed_counts_compare_in_the_papers_rounding():

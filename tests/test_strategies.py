@@ -112,6 +112,8 @@ VARIANTS = [
     ("dal", {"subsample": True, "class_weight": "none"}), ("dfal", {"variant": "code"}),
     ("egl", {"params": "last"}), ("egl-code", {"chunk": 7}), ("entropy", {"subset": 30}),
     ("mc-entropy", {"passes": 3, "subset": 30}),
+    ("ll", {"subset": None}), ("ll", {"preselect": "coreset", "subset": None}),
+    ("mal", {"minimax": False}), ("mal", {"selection": "diversity"}),
 ]
 
 
