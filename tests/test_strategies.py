@@ -114,6 +114,7 @@ VARIANTS = [
     ("mc-entropy", {"passes": 3, "subset": 30}),
     ("ll", {"subset": None}), ("ll", {"preselect": "coreset", "subset": None}),
     ("mal", {"minimax": False}), ("mal", {"selection": "diversity"}),
+    ("vaal", {"features": "task", "subset": 40}), ("sraal", {"adversarial_target": "code", "latent_dim": 8}),
 ]
 
 
