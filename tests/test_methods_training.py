@@ -17,7 +17,7 @@ from repro.strategies.ads import ADSHook, ADSOptions, ADSStrategy
 from repro.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
 from repro.strategies.dfal import deepfool
 from repro.strategies.mcdal import MCDALOptions
-from repro.train import derive_seed, fit
+from repro.train import derive_seed, fit, predict
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,33 @@ def _model(data, width=0.125, seed=0):
     return build_model("resnet18", 10, 3, (32, 32), width=width)
 
 
-def test_mcdal_heads_discrepancy_on_unlabeled_rises(data):
-    strategy = build_strategy("mcdal", MCDALOptions(heads=2))
+def test_mcdal_heads_discrepancy_on_unlabeled_rises(data, monkeypatch):
+    """Against a control whose heads minimise CE only (same task model: the heads do not touch it), the
+    L_dis term (Eq. 3) leaves the heads disagreeing more on the unlabeled pool."""
+    from repro import losses
+    from repro.strategies.mcdal import MCDALHook, head_probs
+
     pool = ActivePool.initial("x", 300, 60, 0)
     recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=6, epoch_iterations=6)
-    hook = strategy.training_hook()
-    fit(_model(data), data, pool.labeled, recipe, 0, hook=hook, unlabeled=pool.unlabeled)
-    trace = [float(t) for t in hook.discrepancy_trace]
+
+    def train(dis_weight):
+        with monkeypatch.context() as mp:
+            real = MCDALHook._dis
+            mp.setattr(MCDALHook, "_dis", lambda self, probs: dis_weight * real(self, probs))
+            hook = build_strategy("mcdal", MCDALOptions(heads=2)).training_hook()
+            model = _model(data)
+            trained = fit(model, data, pool.labeled, recipe, 0, hook=hook, unlabeled=pool.unlabeled)
+        logits, feats = predict(model, data.train_x, pool.unlabeled, Augmenter((), data.spec.mean, data.spec.std, "cpu"),
+                                bf16=False)
+        with torch.no_grad():
+            d = losses.pairwise_discrepancy(head_probs(trained.state["heads"], logits, feats), "l1").mean()
+        return float(d), [float(t) for t in hook.discrepancy_trace], model
+
+    with_dis, trace, model_a = train(1.0)
+    control, _, model_b = train(0.0)
     assert len(trace) == 6
-    assert trace[-1] > trace[0] and max(trace[3:]) > max(trace[:2]), trace
+    assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+    assert with_dis > 1.5 * control, (with_dis, control)
 
 
 def test_mcdal_code_warmup_overshoots_base_rate():

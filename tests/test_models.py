@@ -20,7 +20,8 @@ def test_vgg16_bn_parameter_count():
     assert count_parameters(build_model("vgg16", 10, 3, (32, 32))) == 14_728_266
 
 
-@pytest.mark.parametrize("name,shape", [("resnet18", (3, 32, 32)), ("vgg16", (3, 32, 32)), ("lenet", (1, 28, 28))])
+@pytest.mark.parametrize("name,shape", [("resnet18", (3, 32, 32)), ("vgg16", (3, 32, 32)), ("lenet", (1, 28, 28)),
+                                        ("wrn28_2", (3, 32, 32))])
 def test_output_contract(name, shape):
     torch.manual_seed(0)
     m = build_model(name, 7, shape[0], shape[1:], width=0.25).eval()
@@ -38,7 +39,7 @@ def test_width_multiplier_shrinks_and_dropout_option():
     assert count_parameters(small) < 250_000
     m = build_model("resnet18", 10, 3, (32, 32), dropout=0.3)
     assert any(isinstance(x, torch.nn.Dropout) for x in m.head.modules())
-    assert set(BACKBONES) == {"resnet18", "vgg16", "lenet"}
+    assert set(BACKBONES) == {"resnet18", "vgg16", "lenet", "wrn28_2"}
 
 
 def test_lenet_rejects_too_small_images():

@@ -6,8 +6,9 @@ from repro.models.base import Backbone, ModelOutput, count_parameters, final_lin
 from repro.models.lenet import LeNet
 from repro.models.resnet import ResNet18
 from repro.models.vgg import VGG16
+from repro.models.wrn import WideResNet28_2
 
-BACKBONES = {"resnet18": ResNet18, "vgg16": VGG16, "lenet": LeNet}
+BACKBONES = {"resnet18": ResNet18, "vgg16": VGG16, "lenet": LeNet, "wrn28_2": WideResNet28_2}
 
 
 def build_model(
