@@ -140,6 +140,9 @@ class Experiment:
     train_size: int | None = spec(Optional(Int(1)), None)  # subsample (real) / generate (synthetic) this many
     test_size: int | None = spec(Optional(Int(1)), None)
     imbalance: float = spec(Float(0.0, 1.0, lo_open=True), 1.0)  # synthetic only: rarest/most frequent class
+    # a per-run subset of the training pool drawn from the run seed: "mal-imbalanced" = MAL Sec. 4.1's
+    # CIFAR-100-imbalanced (each run starts from its own imbalanced distribution; the test set stays balanced)
+    train_subset: str | None = spec(Optional(Choice(("mal-imbalanced",))), None)
     metric: str = spec(Choice(("accuracy",)), "accuracy")
     # per-method option overrides for this experiment: {method: {option: value}} (checked by the method's
     # Options after parsing; merged over a variant's options)
@@ -233,6 +236,9 @@ def _cross_checks(params: Params) -> None:
         for m, _ in exp.options:
             if m not in exp.methods:
                 raise ConfigError(f"{key}.options.{m}", m, f"options for a method not in methods {list(exp.methods)}")
+        if exp.train_subset == "mal-imbalanced" and get_spec(exp.dataset).num_classes != 100:
+            raise ConfigError(f"{key}.train_subset", exp.train_subset,
+                              f"MAL's imbalanced subset takes 5 ratios x 20 classes: a 100-class dataset, not {exp.dataset}")
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)

@@ -85,6 +85,7 @@ def run(
     recipe = params.recipe(exp.recipe)
     device = resolve_device(params.device)
     data = data if data is not None else load_experiment_data(params, experiment, device)
+    data = run_data(exp, data, seed)
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
     strategy = build_strategy(*method_spec(params, method, experiment))
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
@@ -167,6 +168,15 @@ def _class_counts(data: ImageData, indices) -> list[int]:
     """How many of the selected examples belong to each class (a query's class balance, e.g. DAL Sec. 5.4 on EGL)."""
     labels = data.train_y[torch.as_tensor(np.asarray(indices, dtype=np.int64), device=data.train_y.device)]
     return torch.bincount(labels, minlength=data.num_classes).tolist()
+
+
+def run_data(exp, data: ImageData, seed: int) -> ImageData:
+    """The run's data: the experiment's, or its per-run `train_subset` drawn from the run seed."""
+    if exp.train_subset is None:
+        return data
+    from repro.data.imbalance import TRAIN_SUBSETS
+
+    return data.train_subset(TRAIN_SUBSETS[exp.train_subset](data.train_y.cpu().numpy(), seed))
 
 
 def build_task_model(exp, data: ImageData, init_seed: int):

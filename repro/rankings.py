@@ -10,7 +10,7 @@ import numpy as np
 from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.pool import ActivePool
-from repro.loop import build_task_model, load_experiment_data
+from repro.loop import build_task_model, load_experiment_data, run_data
 from repro.methods import method_spec
 from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
@@ -30,6 +30,7 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
     r = params.ranking(name)
     exp = params.experiment(r.of)
     recipe = params.recipe(exp.recipe)
+    data = run_data(exp, data, seed)  # the run's pool (a per-run train_subset), as `of`'s runs
     counts = exp.schedule.labeled_counts(data.pool_size)
     pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)  # the same initial pool as `of`'s runs
     aug = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)

@@ -105,3 +105,25 @@ def test_code_key_covers_the_core_and_only_the_runs_own_method():
     assert "strategies/mcdal.py" in run_code("mcdal") and "strategies/mcdal.py" not in run_code("random")
     assert "kcenter_mip.py" in run_code("coreset-robust") and "strategies/coreset.py" in run_code("coreset-robust")
     assert "kcenter_mip.py" not in run_code("coreset")
+
+
+def test_per_run_imbalanced_subset(tmp_path):
+    """MAL Sec. 4.1: every run starts from its own imbalanced CIFAR-100 (drawn from the run seed)."""
+    import numpy as np
+
+    from repro.data.imbalance import imbalanced_indices
+    from repro.schema import ConfigError
+
+    raw = tiny_params(tmp_path, methods=("random",), dataset="synthetic-cifar100", train_size=2000,
+                      train_subset="mal-imbalanced")
+    params = parse_params(raw)
+    data = loop.load_experiment_data(params, "tiny")
+    recs = [loop.run(params, "tiny", "random", s, data=data, progress=False) for s in (0, 1)]
+    sizes = [len(imbalanced_indices(data.train_y.numpy(), s)) for s in (0, 1)]
+    assert [r["pool_size"] for r in recs] == sizes and sizes[0] < 2000
+    labeled = [np.asarray(json.loads(loop.checkpoint_dir(params, "tiny", "random", s).joinpath("state.json")
+                                     .read_text())["labeled"]) for s in (0, 1)]
+    assert all(lab.max() < n for lab, n in zip(labeled, sizes))
+    raw["experiments"]["tiny"]["dataset"] = "synthetic-cifar10"
+    with pytest.raises(ConfigError, match="100-class"):
+        parse_params(raw)

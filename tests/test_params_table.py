@@ -17,7 +17,7 @@ def test_every_registered_method_is_reported(table):
     assert {m for m, _, _ in table} == set(STRATEGIES)
 
 
-@pytest.mark.parametrize("method,total", [("mcdal", 11_184_222), ("ll", 11_297_867)])
+@pytest.mark.parametrize("method,total", [("mcdal", 11_184_222), ("ll", 11_297_867), ("vaal", 34_289_166)])
 def test_mcdal_table1_totals(table, method, total):
     """MCDAL Table 1's setting: ResNet-18 (CIFAR stem, 10 classes) + the method's own modules."""
     assert table[(method, "CIFAR-10, ResNet-18", "total")]["parameters"] == total
@@ -49,3 +49,10 @@ def test_cli_prints_the_table_and_the_mismatches(capsys):
     assert main(["params"]) == 0
     out = capsys.readouterr().out
     assert "| mcdal " in out and "11,184,222" in out and "do not reproduce" in out
+
+
+def test_vaal_modules_on_top_of_resnet18(table):
+    """VAAL's VAE (z = 32) + discriminator = 23,115,204 on top of ResNet-18 (MCDAL Table 1's 34.29M)."""
+    rows = [r for (m, s, mod), r in table.items() if m == "vaal" and s == "CIFAR-10, ResNet-18"]
+    assert sum(r["parameters"] for r in rows if r["module"] not in ("task model", "total")) == 23_115_204
+    assert table[("vaal", "CIFAR-10, ResNet-18", "total")]["matches"] == "yes"

@@ -345,3 +345,15 @@ def test_sraal_discriminator_targets_are_zero_and_the_oui_score():
     assert t_l == 0.0 and torch.allclose(t_u, expected)
     c = ctx.data.num_classes
     assert ((t_u >= 1 / c - 1e-5) & (t_u <= 1)).all() and not math.isnan(float(t_u.sum()))
+
+
+def test_feature_vae_trains_on_a_batch_of_one():
+    """VAAL + TF: a last partial batch of a single example must not break training (no BatchNorm)."""
+    import torch
+
+    from repro.nets.vae import FeatureVAE
+
+    vae = FeatureVAE(16, latent_dim=4).train()
+    out = vae(torch.randn(1, 16))
+    out.recon.sum().backward()
+    assert out.recon.shape == (1, 16)

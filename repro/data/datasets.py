@@ -42,6 +42,11 @@ class ImageData:
     def pool_size(self) -> int:
         return len(self.train_y)
 
+    def train_subset(self, indices) -> ImageData:
+        """The same data with the training pool restricted to `indices` (the test set unchanged)."""
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.train_x.device)
+        return ImageData(self.spec, self.train_x[idx], self.train_y[idx], self.test_x, self.test_y)
+
     def to(self, device) -> ImageData:
         return ImageData(self.spec, *(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
 

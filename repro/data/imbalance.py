@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from repro.seeding import derive_seed
+
 MAL_RATIOS = tuple(10.0 ** e for e in (-2.0, -1.5, -1.0, -0.5, 0.0))
 
 
@@ -34,7 +36,7 @@ def imbalanced_indices(labels: np.ndarray, seed: int, ratios: tuple[float, ...] 
                          f"(MAL Sec. 4.1: 5 ratios x 20 classes of CIFAR-100)")
     if any(not 0.0 < r <= 1.0 for r in ratios) or min_per_class < 0:
         raise ValueError(f"ratios must lie in (0, 1] and min_per_class be >= 0, got {ratios}, {min_per_class}")
-    rng = np.random.default_rng([int(seed), 100])
+    rng = np.random.default_rng(derive_seed(int(seed), 0, "mal-imbalanced"))
     order = rng.permutation(classes)
     kept = []
     for i, cls in enumerate(order):
@@ -48,5 +50,9 @@ def class_ratios(labels: np.ndarray, seed: int, ratios: tuple[float, ...] = MAL_
                  classes_per_ratio: int = 20) -> dict[int, float]:
     """The ratio `imbalanced_indices` gives each class for this seed (same permutation)."""
     classes = np.unique(np.asarray(labels).reshape(-1))
-    order = np.random.default_rng([int(seed), 100]).permutation(classes)
+    order = np.random.default_rng(derive_seed(int(seed), 0, "mal-imbalanced")).permutation(classes)
     return {int(c): ratios[i // classes_per_ratio] for i, c in enumerate(order)}
+
+
+# Per-run subsets of an experiment's training pool (params.yaml `train_subset`): name -> (labels, seed) -> indices
+TRAIN_SUBSETS = {"mal-imbalanced": imbalanced_indices}

@@ -2,8 +2,8 @@
 cosine-similarity classifier C (Eq. 1), the labeledness discriminator D (Eq. 3), and the supplementary's
 parameter-count configurations (Sec. B: ResNet18 and VGG16-BN on CIFAR-100; REFERENCE.md section 7).
 
-C follows MME's Predictor_deep (Saito et al. 2019, which MAL builds on): Linear(d, h) -> l2-normalise ->
-Linear(h, K, bias=False) / T; the paper's counts give h = 256 for d = 512 (ResNet18: 156,928) and h = 512 for
+C follows MME's Predictor_deep (Saito et al. 2019, which MAL builds on) on l2-normalised features (MAL:
+"features are normalized"): l2-normalise -> Linear(d, h) -> l2-normalise -> Linear(h, K, bias=False) / T; the paper's counts give h = 256 for d = 512 (ResNet18: 156,928) and h = 512 for
 d = 25088 (VGG16: 12,896,768), i.e. h = min(512, d // 2). `hidden=0` is Eq. 1 taken literally: one W (d x K).
 D is MME's Discriminator with ReLUs (Sec. 4.1: "a 3-layer MLP with ReLU"): d -> 512 -> 512 -> 1.
 """

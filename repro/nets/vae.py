@@ -148,19 +148,19 @@ class SplitLatentVAE(ConvVAE):
 
 class FeatureVAE(nn.Module):
     """VAAL's VAE on the task model's penultimate features instead of images (DAAL Fig. 4 "VAAL + TF"; DAAL
-    names no architecture for it). Our reading: VAAL's blocks as an MLP, Linear-BN-ReLU x 2 (hidden 512) to
-    mu/logvar, and the mirror Linear-BN-ReLU x 2 then Linear back to the feature width, no output
-    activation."""
+    names no architecture for it). Our reading: VAAL's blocks as an MLP, Linear-LayerNorm-ReLU x 2 (hidden 512)
+    to mu/logvar, and the mirror Linear-LayerNorm-ReLU x 2 then Linear back to the feature width, no output
+    activation (LayerNorm, not BatchNorm: a last labeled batch of one example must train too)."""
 
     def __init__(self, feature_dim: int, latent_dim: int = 32, width: float = 1.0, hidden: int = 512):
         super().__init__()
         h = max(1, round(hidden * width))
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(nn.Linear(feature_dim, h), nn.BatchNorm1d(h), nn.ReLU(True),
-                                     nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(True))
+        self.encoder = nn.Sequential(nn.Linear(feature_dim, h), nn.LayerNorm(h), nn.ReLU(True),
+                                     nn.Linear(h, h), nn.LayerNorm(h), nn.ReLU(True))
         self.fc_mu, self.fc_logvar = nn.Linear(h, latent_dim), nn.Linear(h, latent_dim)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, h), nn.BatchNorm1d(h), nn.ReLU(True),
-                                     nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(True),
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, h), nn.LayerNorm(h), nn.ReLU(True),
+                                     nn.Linear(h, h), nn.LayerNorm(h), nn.ReLU(True),
                                      nn.Linear(h, feature_dim))
         reference_init_(self.encoder)
         reference_init_(self.decoder)

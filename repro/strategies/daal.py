@@ -6,8 +6,9 @@ an uncertainty discriminator (labeled vs reconstructed unlabeled) and a represen
 Reading choices: Alg. 1 takes the task model's features X_L, X_U as its input and the segmentation setting
 trains the task model and DAAL for different numbers of epochs, so by default (`schedule: after`) DAAL is
 trained after the task model, on the final model's eval-mode features of the labeled and unlabeled pool (the
-features the query scores); `schedule: joint` instead takes one DAAL step per task-model batch on its detached
-train-mode features. A DAAL epoch is one pass over the labeled features with unlabeled batches cycled (the
+features the query scores); `schedule: joint` instead takes one DAAL step per task-model batch on the stepped task model's
+detached features of that labeled batch and an unlabeled batch (`batch_size`, `epochs` and `epoch_over`
+then follow the task model's batches). A DAAL epoch is one pass over the labeled features with unlabeled batches cycled (the
 task model's epoch; `epoch_over: unlabeled` passes over the unlabeled features instead). `discriminators`
 selects the Fig. 6 ablations (uDis only / rDis only). DAAL's networks see the features standardised per
 dimension with the pool's statistics (`standardise`; the paper states no scale, raw features diverge).
@@ -38,7 +39,7 @@ class DAALOptions(ScoreOptions):
     sigma: float = spec(Float(0.0, 1.0, lo_open=True), 0.2)  # Eq. 6 sigma (Sec. 4.2: 0.2)
     lr: float = spec(Float(0.0, 1.0, lo_open=True), 5e-4)  # Adam (Sec. 4.2)
     batch_size: int = spec(Int(1), 128)  # "batch size during adversarial learning" (Sec. 4.2)
-    epochs: int | None = spec(Optional(Int(0)), None)  # None: as many as the task model (Sec. 4.2: both 150)
+    epochs: int | None = spec(Optional(Int(1)), None)  # None: as many as the task model (Sec. 4.2: both 150)
     epoch_over: str = spec(Choice(("labeled", "unlabeled")), "labeled")
     schedule: str = spec(Choice(("after", "joint")), "after")
     hidden: int = spec(Int(1), 512)  # width of every hidden MLP layer (not stated in the paper)
@@ -71,6 +72,9 @@ class DAALHook(TrainingHook):
         return mods
 
     def setup(self, ctx: TrainContext) -> None:
+        if self.o.schedule == "after" and ctx.recipe.validation_fraction > 0:
+            raise ValueError("daal (schedule: after) trains on the last epoch's features, but a validation split "
+                             "reloads the best epoch's weights: use validation_fraction: 0 or schedule: joint")
         s = ctx.state
 
         def adam(params):
@@ -113,9 +117,9 @@ class DAALHook(TrainingHook):
         ctx.step(ctx.task_optimizer, task_loss)
         if ctx.unlabeled_stream is not None:
             xu = ctx.next_unlabeled()
+            # both pools' features from the same (stepped) task model, so uDis cannot tell them apart by version
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(ctx.model):
-                fu = ctx.model(xu).features.float()
-            fl = out.features.detach().float()
+                fl, fu = ctx.model(x).features.float(), ctx.model(xu).features.float()
             if "standardiser" in ctx.state:  # running statistics of the features DAAL sees (momentum 0.1)
                 norm = ctx.state["standardiser"]
                 norm.update(torch.cat([fl, fu]), momentum=0.1)

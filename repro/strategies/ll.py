@@ -11,6 +11,9 @@ unlabeled examples ("random subset sampling", RSS; `subset: null` is DAAL Fig. 5
 `preselect: coreset` is DAAL Fig. 5's "LL + Core-set": greedy k-center (Core-set) on the penultimate
 features first picks `preselect_size` representative candidates (default 2 x budget: DAAL gives no size),
 then LL takes the top-K predicted loss among them.
+
+The task model and the module are re-initialised every stage (the suite's protocol); the unofficial reference
+code builds them once per trial and keeps them across cycles (REFERENCE.md section 4), a reading not offered.
 """
 
 from __future__ import annotations

@@ -129,8 +129,10 @@ class MALHook(TrainingHook):
                 fu = self.enc.embed(xu).float()
             with torch.no_grad():
                 self._ent_sum += losses.entropy(F.softmax(self.cls(fu), -1)).mean()
-        if self.disc is not None:  # lines 10-11, on this iteration's features (before F's updates: no extra pass)
-            d_loss = mal_losses.labeledness_loss(self.disc(fl.detach().float()), self.disc(fu.detach()))
+        if self.disc is not None:  # lines 10-11: L_D after F's updates (a fresh pass, BN statistics untouched)
+            with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(self.enc):
+                fl, fu = self.enc.embed(x).float(), self.enc.embed(xu).float()
+            d_loss = mal_losses.labeledness_loss(self.disc(fl), self.disc(fu))
             self._d_sum += ctx.step(self.d_opt, d_loss)
         self._n += 1
         return ce.detach()
@@ -150,6 +152,16 @@ class MALStrategy(Strategy):
 
     Options = MALOptions
     code = ("losses/mal.py", "nets/mal.py")
+
+    def adapt_model(self, model):
+        """Sec. 4.1: "ResNet18 with Xavier initialization": Glorot-uniform weights, zero biases, for every
+        convolution and linear layer of the task model (F is a copy of its trunk)."""
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+        return model
 
     def training_hook(self) -> TrainingHook:
         return MALHook(self.options)
