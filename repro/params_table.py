@@ -62,7 +62,7 @@ def rows(configs: list[ParameterConfig] | None = None) -> list[dict]:
             n = count_parameters(module)
             total += n
             table.append(_row(cfg, module_name, n))
-        if cfg.total and len(cfg.modules) > 1:
+        if cfg.total and (len(cfg.modules) > 1 or "total" in cfg.printed):
             table.append(_row(cfg, "total", total))
     return table
 
