@@ -88,10 +88,11 @@ def cmd_figure(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    from repro.methods import load_params
     from repro.report.audit import build_audit
 
     params = _params(args)
-    js, md = build_audit(params, args.tables)
+    js, md = build_audit(params, args.tables, paper_params=load_params(args.params, "paper"))
     print(f"wrote {js} and {md}")
     print(md.read_text().split("\n\n")[1])
     return 0

@@ -17,7 +17,7 @@ import pandas as pd
 
 from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
-from repro.report.claims import load_registries
+from repro.report.claims import NUMERIC_KINDS, load_registries
 from repro.report.runs import (
     RecordError,
     check_pool_identity,
@@ -45,6 +45,12 @@ class Judgement:
 def describe_rule(claim: dict) -> str:
     """The claim's test in words (rendered next to the quote in the audit)."""
     kind = claim["kind"]
+    if kind in NUMERIC_KINDS:
+        what = {"value": "the measured mean", "difference": "the mean paired difference",
+                "ratio": "the mean per-seed ratio"}[kind]
+        tol = f", {claim['tolerance']}" if claim.get("tolerance") else ""
+        return (f"|{what} - {claim['value']} {claim['unit']}| <= max(2 x combined std (paper's and ours){tol}), "
+                f"over >= {MIN_SEEDS} seeds")
     if kind in ("similarity", "dissimilarity"):
         if kind == "similarity":
             return f"Spearman rho >= {claim['min_rho']} in every seed (n >= {MIN_SEEDS})"
@@ -201,7 +207,44 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     return Judgement(ok, [ev_row], runs, _provenance(records)[1], len(rhos))
 
 
-JUDGES = {"ordering": judge_comparisons, "not_better": judge_comparisons, "parity": judge_parity,
+def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
+    """A stated number beside the suite's measurement: the per-seed values (or paired differences / ratios) at
+    the evidence's stage, scaled to the claim's unit; it holds when |mean - value| is within twice the combined
+    std (the paper's where stated, ours over seeds) or the claim's tolerance."""
+    e = claim.get("evidence")
+    if not e:
+        raise NotComparable("not measured by any run of the suite yet (its artifact is not built)")
+    df, records = ev.frame(e["experiment"])
+    names = [_resolve(e["method"], df, groups)]
+    other = e.get("minus") or e.get("over")
+    if other:
+        names.append(_resolve(other, df, groups))
+    stage = int(df.stage.max()) if e.get("stage", "last") == "last" else int(e["stage"])
+    if not (df.stage == stage).any():
+        raise NotComparable(f"{e['experiment']} has no stage {stage}")
+    at = df[df.stage == stage]
+    per = [at[at.method == m].set_index("seed").value.astype(float) * e.get("scale", 1) for m in names]
+    seeds = sorted(set(per[0].index).intersection(*[set(p.index) for p in per[1:]]))
+    a = per[0].loc[seeds].to_numpy()
+    vals = a if not other else (a - per[1].loc[seeds].to_numpy() if claim["kind"] == "difference"
+                                else a / per[1].loc[seeds].to_numpy())
+    if not len(vals) or not np.isfinite(vals).all():
+        raise NotComparable(f"no finite measurement at stage {stage} of {e['experiment']}")
+    mean = float(vals.mean())
+    ours = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+    combined = float(np.hypot(claim.get("std") or 0.0, ours if np.isfinite(ours) else 0.0))
+    bound = max(2 * combined, claim.get("tolerance") or 0.0)
+    ok = abs(mean - claim["value"]) <= bound
+    row = {"experiment": e["experiment"], "method": names[0], "other": names[1] if other else None,
+           "stage": stage, "labeled": int(at.labeled.iloc[0]), "measured_mean": mean, "measured_std": ours,
+           "n": len(vals), "paper": claim["value"], "paper_std": claim.get("std"), "unit": claim["unit"],
+           "delta": mean - claim["value"], "bound": bound, "holds": ok}
+    used = [r for r in records if r["method"] in names]
+    return Judgement(ok, [row], *_provenance(used), len(vals))
+
+
+JUDGES = {"value": judge_numeric, "difference": judge_numeric, "ratio": judge_numeric,
+          "ordering": judge_comparisons, "not_better": judge_comparisons, "parity": judge_parity,
           "similarity": judge_rankings, "dissimilarity": judge_rankings}
 
 
@@ -214,10 +257,15 @@ def verdict(j: Judgement) -> tuple[str, str | None]:
     return ("reproduced" if j.ok else "deviates"), None
 
 
-def audit(params: Params, tables: Path | str = "paper_tables") -> dict:
+def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None) -> dict:
+    """Every claim judged; plus protocol drift (stated hyper-parameters beside `paper_params`, the paper
+    profile) and the paper-vs-code differences with their variants' measured effects."""
+    from repro.report.protocol import code_differences, protocol_drift
+
     ev = Evidence(params)
     rows = []
-    for paper, reg in load_registries(tables).items():
+    registries = load_registries(tables)
+    for paper, reg in registries.items():
         groups = (reg["protocol"] or {}).get("groups", {}) or {}
         for claim in reg["claims"]:
             row = {"id": claim["id"], "paper": paper, "where": claim["where"], "kind": claim["kind"],
@@ -237,16 +285,27 @@ def audit(params: Params, tables: Path | str = "paper_tables") -> dict:
                     row[key] = claim[key]
             rows.append(row)
     counts = Counter(r["verdict"] for r in rows)
+    verdicts = ("reproduced", "deviates", "not comparable")
+    per_paper = {p: {v: sum(1 for r in rows if r["paper"] == p and r["verdict"] == v) for v in verdicts}
+                 for p in dict.fromkeys(r["paper"] for r in rows)}
     summary = {"profile": params.profile, "claims": len(rows), "min_seeds": MIN_SEEDS,
-               "verdicts": {params.profile: {v: counts.get(v, 0) for v in ("reproduced", "deviates", "not comparable")}},
+               "verdicts": {params.profile: {v: counts.get(v, 0) for v in verdicts}}, "per_paper": per_paper,
                "git": git_commit()}
-    return {"summary": summary, "claims": rows}
+    drift = protocol_drift(registries, paper_params)
+    summary["protocol_drift"] = {s: sum(1 for d in drift if d["status"] == s) for s in ("matches", "differs")}
+    return {"summary": summary, "claims": rows, "protocol_drift": drift,
+            "code_differences": code_differences(registries, params, lambda e: ev.frame(e)[0])}
 
 
 def _cell(row: dict) -> str:
     parts = []
     for e in row["evidence"]:
-        if "rho_mean" in e:
+        if "measured_mean" in e:
+            of = f" vs {e['other']}" if e["other"] else ""
+            parts.append(f"{e['experiment']}: {e['method']}{of} at stage {e['stage']} ({e['labeled']} labeled): "
+                         f"{e['measured_mean']:.2f} ± {e['measured_std']:.2f} {e['unit']} (n = {e['n']}) vs paper "
+                         f"{e['paper']} (Δ {e['delta']:+.2f}, bound {e['bound']:.2f})")
+        elif "rho_mean" in e:
             per = ", ".join(f"{r:.2f}" for r in e["rho_per_seed"].values())
             parts.append(f"rho({e['methods'][0]}, {e['methods'][1]}) per seed: {per}")
         elif "better" in e:
@@ -281,17 +340,37 @@ def render_markdown(result: dict) -> str:
         "initial pool); absence claims (`not_better`, `parity`) are equivalence tests with the margin stated in the "
         "claim; stale, incomplete or NaN evidence is `not comparable`. Each row's rule is written under it. "
         "Smoke-profile rows are computed the same way on reduced runs: they test the machinery, not the paper.",
+        "", "| paper | reproduced | deviates | not comparable |", "| --- | --- | --- | --- |",
+        *[f"| {p} | {c['reproduced']} | {c['deviates']} | {c['not comparable']} |"
+          for p, c in (s.get("per_paper") or {}).items()],
         "", "| claim | where | verdict | evidence |", "| --- | --- | --- | --- |",
     ]
     for r in result["claims"]:
         lines.append(f"| `{r['id']}`<br>rule: {_md(r['rule'])} | {_md(r['where'])} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
+    drift = result.get("protocol_drift") or []
+    if drift:
+        lines += ["", "## Protocol drift", "",
+                  "Each hyper-parameter the paper states beside the `paper` profile's value (params.yaml).", "",
+                  "| paper | hyper-parameter | stated | ours | status |", "| --- | --- | --- | --- | --- |"]
+        for d in drift:
+            status = d["status"] + (f" — {d['reason']}" if d.get("reason") and d["status"] == "differs" else "")
+            lines.append(f"| {d['paper']} | {_md(d['name'])} | {_md(str(d['stated']))} | "
+                         f"{_md(str(d.get('ours', '')))} | {_md(status)} |")
+    diffs = result.get("code_differences") or []
+    if diffs:
+        lines += ["", "## Paper vs official code", "", "| paper | what | paper says | code does | variant | effect |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for d in diffs:
+            lines.append(f"| {d['registry']} | {_md(str(d['what']))} | {_md(str(d['paper_says']))} | {_md(str(d['code_does']))} | "
+                         f"{_md(str(d['variant']))} | {_md(str(d['effect']))} |")
     lines += ["", "Quotes, settings, per-stage differences with their intervals and the run records behind every number "
               "are in `reports/audit.json`."]
     return "\n".join(lines) + "\n"
 
 
-def build_audit(params: Params, tables: Path | str = "paper_tables") -> tuple[Path, Path]:
-    result = audit(params, tables)
+def build_audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None
+                ) -> tuple[Path, Path]:
+    result = audit(params, tables, paper_params)
     out = Path(params.reports_dir)
     js, md = out / "audit.json", out / "audit.md"
     atomic_write_json(js, result)

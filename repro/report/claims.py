@@ -9,11 +9,18 @@ import yaml
 
 from repro.report.stats import STAGE_SELECTIONS as STAGES
 
-KINDS = ("ordering", "not_better", "parity", "similarity", "dissimilarity")
+TESTED_KINDS = ("ordering", "not_better", "parity", "similarity", "dissimilarity")
+NUMERIC_KINDS = ("value", "difference", "ratio")  # a number the text states (a measurement, a gap, a factor)
+KINDS = TESTED_KINDS + NUMERIC_KINDS
 TOP_KEYS = {"paper", "title", "claims", "protocol", "code_differences"}
+OPTIONAL_TOP_KEYS = {"skipped"}  # numbers of the text that are not claims: [{text: verbatim, reason}]
 CLAIM_KEYS = {"id", "where", "quote", "setting", "kind", "comparisons", "methods", "reference", "experiments",
               "rankings", "pair", "min_rho", "max_abs_rho", "threshold_reason", "stages", "require", "margin",
-              "metric", "reading", "note"}
+              "metric", "reading", "note", "value", "unit", "std", "runs", "evidence", "tolerance"}
+# evidence of a numeric claim: which runs measure it (experiment, method, stage index or "last"; a difference
+# subtracts `minus`, a ratio divides by `over`), and `scale` (100: accuracy in 0..1 against a percentage)
+EVIDENCE_KEYS = {"experiment", "method", "stage", "minus", "over", "scale"}
+HYPERPARAMETER_KEYS = {"name", "value", "quote", "params_key", "note"}
 REQUIRE = ("every", "majority")
 METRICS = ("accuracy", "query_modal_class_share")
 DIFFERENCE_KEYS = {"what", "paper", "code", "suite", "variant"}
@@ -39,7 +46,8 @@ def _need(cond: bool, where: str, msg: str) -> None:
 def validate_registry(reg: Any, where: str) -> dict:
     """Check a registry mapping; raises RegistryError naming the file, claim and key."""
     _need(isinstance(reg, dict), where, "expected a mapping")
-    _need(TOP_KEYS <= set(reg) and set(reg) <= TOP_KEYS, where, f"top-level keys must be {sorted(TOP_KEYS)}")
+    _need(TOP_KEYS <= set(reg) and set(reg) <= TOP_KEYS | OPTIONAL_TOP_KEYS, where,
+          f"top-level keys must be {sorted(TOP_KEYS)} (optional: {sorted(OPTIONAL_TOP_KEYS)})")
     _need(isinstance(reg["claims"], list) and reg["claims"], where, "claims must be a non-empty list")
     groups = (reg["protocol"] or {}).get("groups", {}) or {}
     ids = set()
@@ -56,7 +64,9 @@ def validate_registry(reg: Any, where: str) -> dict:
         _need(isinstance(c["setting"], dict) and {"dataset", "model", "methods"} <= set(c["setting"]), w,
               "setting needs dataset, model, methods")
         _need(c["kind"] in KINDS, w, f"kind must be one of {list(KINDS)}")
-        if c["kind"] in ("ordering", "not_better", "parity"):
+        if c["kind"] in NUMERIC_KINDS:
+            _validate_numeric(c, w)
+        elif c["kind"] in ("ordering", "not_better", "parity"):
             _need(c.get("stages") in STAGES, w, f"needs stages: one of {list(STAGES)} (which stages the rule reads)")
             _need(c.get("require") in REQUIRE, w, f"needs require: one of {list(REQUIRE)} (how many of them must hold)")
             _need(c.get("metric", "accuracy") in METRICS, w, f"metric must be one of {list(METRICS)}")
@@ -76,7 +86,7 @@ def validate_registry(reg: Any, where: str) -> dict:
             _need(_names(c.get("methods")) and len(c["methods"]) >= 2, w, "parity needs >= 2 methods")
             _need(_names(c.get("experiments")), w, "parity needs a non-empty list of experiments")
             _need(c.get("reference") is None or c["reference"] in c["methods"], w, "reference must be one of methods")
-        else:
+        elif c["kind"] in ("similarity", "dissimilarity"):
             _need(_names(c.get("pair")) and len(c["pair"]) == 2 and isinstance(c.get("rankings"), str), w,
                   "needs rankings and a pair")
             bound = "min_rho" if c["kind"] == "similarity" else "max_abs_rho"
@@ -85,6 +95,13 @@ def validate_registry(reg: Any, where: str) -> dict:
                   "needs threshold_reason: why this threshold reads the quote")
         _need(not any(isinstance(v, float) and v != v for v in c.values()), w, "NaN in a claim")
     _need(isinstance(groups, dict), where, "protocol.groups must be a mapping")
+    for i, h in enumerate((reg["protocol"] or {}).get("hyperparameters") or []):
+        _need(isinstance(h, dict) and {"name", "value", "quote"} <= set(h) and not set(h) - HYPERPARAMETER_KEYS,
+              where, f"protocol.hyperparameters[{i}] needs name, value, quote (optional params_key, note)")
+    for i, s in enumerate(reg.get("skipped") or []):
+        _need(isinstance(s, dict) and set(s) == {"text", "reason"} and isinstance(s["text"], str) and s["text"].strip()
+              and isinstance(s["reason"], str) and len(s["reason"]) > 3, where,
+              f"skipped[{i}] needs text (verbatim from the paper) and reason")
     _need(isinstance(reg["code_differences"], list), where, "code_differences must be a list")
     for i, d in enumerate(reg["code_differences"]):
         _need(isinstance(d, dict) and DIFFERENCE_KEYS <= set(d), where,
@@ -93,6 +110,25 @@ def validate_registry(reg: Any, where: str) -> dict:
         _need(d["variant"] is not None or (isinstance(d.get("why_no_variant"), str) and d["why_no_variant"]), where,
               f"code_differences[{i}] ({d.get('what')}): variant is null, so why_no_variant must say why")
     return reg
+
+
+def _validate_numeric(c: dict, w: str) -> None:
+    """value / difference / ratio: the number as stated, its unit, std and runs where stated; the setting it
+    was measured in; optionally the suite's evidence and a tolerance in the claim's unit."""
+    _need(_number(c.get("value")), w, "a numeric claim needs value: the number as the paper states it")
+    _need(isinstance(c.get("unit"), str) and c["unit"], w, "a numeric claim needs unit (%, points, x, s, parameters, ...)")
+    for key in ("std", "tolerance"):
+        _need(c.get(key) is None or (_number(c[key]) and c[key] >= 0), w, f"{key} must be a non-negative number or null")
+    _need(c.get("runs") is None or (isinstance(c["runs"], int) and c["runs"] > 0), w, "runs must be a positive integer or null")
+    _need({"labeled", "metric"} <= set(c["setting"]), w, "a numeric claim's setting needs labeled and metric (null if none)")
+    e = c.get("evidence")
+    if e is not None:
+        _need(isinstance(e, dict) and {"experiment", "method"} <= set(e) and not set(e) - EVIDENCE_KEYS, w,
+              f"evidence needs experiment and method (optional: {sorted(EVIDENCE_KEYS - {'experiment', 'method'})})")
+        _need(e.get("stage", "last") == "last" or (isinstance(e["stage"], int) and e["stage"] >= 0), w,
+              "evidence.stage must be a stage index or 'last'")
+        _need((c["kind"] == "difference") == ("minus" in e) and (c["kind"] == "ratio") == ("over" in e), w,
+              "a difference's evidence names `minus`, a ratio's `over` (and only they)")
 
 
 def load_registries(directory: Path | str = "paper_tables") -> dict[str, dict]:
