@@ -1,4 +1,5 @@
-"""Set-up entry points: `nox -s repro` (the artifacts), `nox -s tests` (the suite), `nox -s lint`, `nox -s bench`."""
+"""Set-up entry points: `nox -s repro` (the artifacts), `nox -s tests` (the suite), `nox -s nightly` (the scheduled
+regression check against reports/baseline/), `nox -s lint`, `nox -s bench`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ def repro(session: nox.Session) -> None:
     session.run("python", "-m", "repro", "check")
     session.run("dvc", "repro", *session.posargs)
     session.run("python", "-m", "repro", "where")
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """The scheduled regression check: the smoke profile's `dvc repro`, then every artifact against
+    reports/baseline/ (fails on regression, prints the table of changes)."""
+    _install(session)
+    session.run("python", "-m", "repro", "--profile", "smoke", "check")
+    session.run("dvc", "repro", *session.posargs)
+    session.run("python", "-m", "repro", "regress")
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""`python -m repro check|run|rank|figure|audit|where|data|params|dvc-deps|bench` — what dvc.yaml and the README call.
+"""`python -m repro check|run|rank|figure|audit|where|data|params|regress|dvc-deps|bench` — what dvc.yaml and the README call.
 
 Every command validates params.yaml in full first; a user error is one line on stderr and exit code 2
 (`--debug` shows its traceback too).
@@ -137,6 +137,12 @@ def cmd_dvc_deps(args) -> int:
     return main(_params(args), write=args.write)
 
 
+def cmd_regress(args) -> int:
+    from repro.report.regression import main
+
+    return main(args.reports, args.baseline, args.refresh)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -168,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(fn=cmd_data)
     sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts"
                    ).set_defaults(fn=cmd_params)
+    g = sub.add_parser("regress", help="compare reports/ with the committed baseline (nightly); --refresh replaces it")
+    g.add_argument("--reports", default="reports")
+    g.add_argument("--baseline", default="reports/baseline")
+    g.add_argument("--refresh", action="store_true", help="copy the current artifact JSONs and audit into the baseline")
+    g.set_defaults(fn=cmd_regress)
     v = sub.add_parser("dvc-deps", help="check (or --write) the code deps of dvc.yaml's run stages")
     v.add_argument("--write", action="store_true")
     v.set_defaults(fn=cmd_dvc_deps)

@@ -15,7 +15,14 @@ from repro.config import Params
 def lookup(params: Params, key: str) -> Any:
     """A dotted params.yaml key (e.g. recipes.ads_cifar.epochs) in resolved Params; KeyError if absent."""
     obj: Any = params
-    for part in key.split("."):
+    parts = key.split(".")
+    if parts[0] == "variants" and len(parts) >= 2:  # a variant's options: {method: ..., <option>: ...}
+        variants = dict(params.variants)
+        if parts[1] not in variants:
+            raise KeyError(key)
+        method, options = variants[parts[1]]
+        obj, parts = {"method": method, **dict(options)}, parts[2:]
+    for part in parts:
         if isinstance(obj, tuple) and obj and all(isinstance(x, tuple) and len(x) == 2 for x in obj):
             obj = dict(obj)
         if isinstance(obj, dict):
@@ -26,6 +33,8 @@ def lookup(params: Params, key: str) -> Any:
             obj = getattr(obj, part)
         else:
             raise KeyError(key)
+    if is_dataclass(obj):
+        return asdict(obj)
     return list(obj) if isinstance(obj, tuple) else obj
 
 
