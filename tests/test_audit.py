@@ -374,3 +374,17 @@ def test_protocol_drift_and_code_differences(tmp_path):
     assert effects[1] == "no variant: an artefact"
     md = render_markdown(result)
     assert "## Protocol drift" in md and "differs — smaller on purpose" in md and "## Paper vs official code" in md
+
+
+def test_parameter_count_claims_are_judged_exactly(tmp_path):
+    """A printed parameter count against `python -m repro params`: deterministic, no seed rule."""
+    params = _params(tmp_path, ["random"])
+    ev = {"parameters": {"method": "mcdal", "setting": "CIFAR-10, ResNet-18", "module": "total"}}
+    tables = _registry(tmp_path, [
+        _numeric(1, "value", 11_190_000, ev, unit="parameters", tolerance=5000),   # MCDAL Table 1: 11.19M
+        _numeric(2, "value", 11_180_000, ev, unit="parameters", tolerance=5000),
+        _numeric(3, "value", 1.0, {"parameters": {**ev["parameters"], "module": "nope"}}, unit="parameters")])
+    v = {r["id"]: r for r in audit(params, tables)["claims"]}
+    assert v["n1"]["verdict"] == "deviates" and v["n1"]["evidence"][0]["parameters"] == 11_184_222
+    assert v["n2"]["verdict"] == "reproduced" and "no seeds" in v["n2"]["rule"]
+    assert v["n3"]["verdict"] == "not comparable"

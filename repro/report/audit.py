@@ -40,11 +40,15 @@ class Judgement:
     runs: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
     n_min: int = 0  # the fewest paired seeds behind any piece of evidence
+    exact: bool = False  # deterministic evidence (a parameter count): no seed rule
 
 
 def describe_rule(claim: dict) -> str:
     """The claim's test in words (rendered next to the quote in the audit)."""
     kind = claim["kind"]
+    if kind in NUMERIC_KINDS and "parameters" in (claim.get("evidence") or {}):
+        return (f"|parameters of the instantiated modules - {claim['value']:,.0f}| <= {claim.get('tolerance') or 0:,.0f} "
+                "(the printed rounding; an exact count, no seeds)")
     if kind in NUMERIC_KINDS:
         what = {"value": "the measured mean", "difference": "the mean paired difference",
                 "ratio": "the mean per-seed ratio"}[kind]
@@ -214,6 +218,8 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     e = claim.get("evidence")
     if not e:
         raise NotComparable("not measured by any run of the suite yet (its artifact is not built)")
+    if "parameters" in e:
+        return judge_parameters(claim, e["parameters"])
     df, records = ev.frame(e["experiment"])
     names = [_resolve(e["method"], df, groups)]
     other = e.get("minus") or e.get("over")
@@ -243,6 +249,28 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     return Judgement(ok, [row], *_provenance(used), len(vals))
 
 
+_PARAMETER_ROWS: dict | None = None
+
+
+def judge_parameters(claim: dict, where: dict) -> Judgement:
+    """A printed parameter count beside the count of the instantiated modules (`python -m repro params`):
+    deterministic, so it holds when |ours - printed| <= the claim's tolerance (the printed rounding)."""
+    global _PARAMETER_ROWS
+    if _PARAMETER_ROWS is None:
+        from repro.params_table import rows
+
+        _PARAMETER_ROWS = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in rows()}
+    key = (where["method"], where["setting"], where["module"])
+    if key not in _PARAMETER_ROWS:
+        raise NotComparable(f"`python -m repro params` has no row {key}")
+    ours = _PARAMETER_ROWS[key]
+    bound = claim.get("tolerance") or 0.0
+    ok = abs(ours - claim["value"]) <= bound
+    row = {"parameters": ours, "method": where["method"], "setting": where["setting"], "module": where["module"],
+           "paper": claim["value"], "delta": ours - claim["value"], "bound": bound, "holds": ok}
+    return Judgement(ok, [row], ["python -m repro params"], [], 0, exact=True)
+
+
 JUDGES = {"value": judge_numeric, "difference": judge_numeric, "ratio": judge_numeric,
           "ordering": judge_comparisons, "not_better": judge_comparisons, "parity": judge_parity,
           "similarity": judge_rankings, "dissimilarity": judge_rankings}
@@ -252,6 +280,8 @@ def verdict(j: Judgement) -> tuple[str, str | None]:
     """(verdict, reason): no verdict without evidence or on fewer than MIN_SEEDS paired seeds."""
     if not j.evidence:
         return "not comparable", "no evidence"
+    if j.exact:
+        return ("reproduced" if j.ok else "deviates"), None
     if j.n_min < MIN_SEEDS:
         return "not comparable", f"n = {j.n_min} seeds < {MIN_SEEDS}"
     return ("reproduced" if j.ok else "deviates"), None
@@ -300,7 +330,10 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
 def _cell(row: dict) -> str:
     parts = []
     for e in row["evidence"]:
-        if "measured_mean" in e:
+        if "parameters" in e:
+            parts.append(f"python -m repro params: {e['method']} {e['module']} ({e['setting']}): {e['parameters']:,} "
+                         f"vs paper {e['paper']:,.0f} (Δ {e['delta']:+,.0f}, tolerance {e['bound']:,.0f})")
+        elif "measured_mean" in e:
             of = f" vs {e['other']}" if e["other"] else ""
             parts.append(f"{e['experiment']}: {e['method']}{of} at stage {e['stage']} ({e['labeled']} labeled): "
                          f"{e['measured_mean']:.2f} ± {e['measured_std']:.2f} {e['unit']} (n = {e['n']}) vs paper "

@@ -20,6 +20,8 @@ CLAIM_KEYS = {"id", "where", "quote", "setting", "kind", "comparisons", "methods
 # evidence of a numeric claim: which runs measure it (experiment, method, stage index or "last"; a difference
 # subtracts `minus`, a ratio divides by `over`), and `scale` (100: accuracy in 0..1 against a percentage)
 EVIDENCE_KEYS = {"experiment", "method", "stage", "minus", "over", "scale"}
+# or, for a parameter count, `parameters: {method, setting, module}`: a row of `python -m repro params`
+PARAMETER_EVIDENCE_KEYS = {"method", "setting", "module"}
 HYPERPARAMETER_KEYS = {"name", "value", "quote", "params_key", "note"}
 REQUIRE = ("every", "majority")
 METRICS = ("accuracy", "query_modal_class_share")
@@ -122,7 +124,12 @@ def _validate_numeric(c: dict, w: str) -> None:
     _need(c.get("runs") is None or (isinstance(c["runs"], int) and c["runs"] > 0), w, "runs must be a positive integer or null")
     _need({"labeled", "metric"} <= set(c["setting"]), w, "a numeric claim's setting needs labeled and metric (null if none)")
     e = c.get("evidence")
-    if e is not None:
+    if isinstance(e, dict) and "parameters" in e:
+        _need(set(e) == {"parameters"} and isinstance(e["parameters"], dict)
+              and set(e["parameters"]) == PARAMETER_EVIDENCE_KEYS, w,
+              f"parameter evidence is {{parameters: {{{', '.join(sorted(PARAMETER_EVIDENCE_KEYS))}}}}}")
+        _need(c["kind"] == "value", w, "parameter evidence backs a value claim")
+    elif e is not None:
         _need(isinstance(e, dict) and {"experiment", "method"} <= set(e) and not set(e) - EVIDENCE_KEYS, w,
               f"evidence needs experiment and method (optional: {sorted(EVIDENCE_KEYS - {'experiment', 'method'})})")
         _need(e.get("stage", "last") == "last" or (isinstance(e["stage"], int) and e["stage"] >= 0), w,
