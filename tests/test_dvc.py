@@ -42,6 +42,7 @@ def test_every_artifact_has_a_figure_stage_and_the_audit_sees_every_result():
         assert f"reports/{key}.png" in d["plots"]
     results = {o for st in stages.values() for o in st.get("outs", []) if str(o).startswith("results/")}
     assert results <= set(stages["audit"]["deps"])
+    assert any("reports/metrics.json" in (m if isinstance(m, str) else next(iter(m))) for m in stages["audit"]["metrics"])
 
 
 def test_checkpoints_live_outside_declared_outs():

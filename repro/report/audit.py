@@ -401,11 +401,22 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_metrics(result: dict) -> dict:
+    """The audit's verdict counts, flat (what `dvc metrics show` / `dvc exp show` print)."""
+    s = result["summary"]
+    out = {"claims": s["claims"], **{v.replace(" ", "_"): n for v, n in s["verdicts"][s["profile"]].items()}}
+    for paper, counts in (s.get("per_paper") or {}).items():
+        out.update({f"{paper}_{v.replace(' ', '_')}": n for v, n in counts.items()})
+    out.update({f"protocol_{k}": n for k, n in (s.get("protocol_drift") or {}).items()})
+    return out
+
+
 def build_audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None
                 ) -> tuple[Path, Path]:
     result = audit(params, tables, paper_params)
     out = Path(params.reports_dir)
     js, md = out / "audit.json", out / "audit.md"
     atomic_write_json(js, result)
+    atomic_write_json(out / "metrics.json", headline_metrics(result))
     atomic_write_text(md, render_markdown(result))
     return js, md
