@@ -148,43 +148,19 @@ def main(what: str, repeats: int, full: bool, methods: list[str] | None = None) 
 
 
 def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[list[dict], dict]:
-    """Stage-1 pool of MCDAL Table 1 (5,000 labeled + 45,000 unlabeled CIFAR-10-shaped images, ResNet-18,
-    budget 2,500) on a GPU or with --full; a reduced pool on CPU (500 + 4,500, ResNet-18 x1/8, budget 250).
-    Synthetic images are timing-equivalent. Models get one short training pass so method modules exist."""
-    from repro.data.pool import ActivePool
+    """Query time and parameters per method on MCDAL Table 1's stage-1 workload (`repro.sampling`): the full
+    pool on a GPU or with --full, the reduced one on a CPU."""
     from repro.losses import kcenter_greedy
-    from repro.models import count_parameters
-    from repro.strategies import STRATEGIES, QueryContext, build_strategy
+    from repro.sampling import sampling_workload, time_query
+    from repro.strategies import STRATEGIES
 
     device = resolve_device("auto")
-    big = full or device.type == "cuda"
-    n_lab, n_unl, width, budget = (5000, 45_000, 1.0, 2500) if big else (500, 4500, 0.125, 250)
-    spec = get_spec("synthetic-cifar10")
-    data = ImageData(spec, *make_synthetic(spec, n_lab + n_unl, 16)).to(device)
-    pool = ActivePool.initial("synthetic-cifar10", n_lab + n_unl, n_lab, 0)
-    recipe = Recipe(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, epoch_iterations=2,
-                    augment=("crop", "flip"), eval_batch_size=1024 if device.type == "cpu" else 4096)
-    from repro.data.augment import Augmenter
-
-    aug = Augmenter((), spec.mean, spec.std, device)
+    w = sampling_workload(device, full or device.type == "cuda")
     rows = []
     # DAL is not in MCDAL Table 1 and its discriminator (up to 1,000 epochs per mini-query until 98% training
     # accuracy) dominates any CPU budget on this pool; name it with --methods to time it anyway.
     for name in methods or sorted(set(STRATEGIES) - {"dal", "coreset-robust"}):  # minutes per query: ask by name
-        strategy = build_strategy(name)
-        torch.manual_seed(0)
-        model = strategy.adapt_model(build_model("resnet18", 10, 3, (32, 32), width, dropout=0.5)).to(device)
-        trained = fit(model, data, pool.labeled, recipe, 0, hook=strategy.training_hook(), unlabeled=pool.unlabeled)
-        ctx = QueryContext(model, data, pool, aug, recipe, 0, 0, state=trained.state)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        picked = strategy.query(ctx, budget)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
-        assert len(set(picked.tolist())) == budget
-        params = count_parameters(model) + sum(count_parameters(m) for m in strategy.method_modules(model, spec).values())
+        seconds, params = time_query(name, w)
         rows.append({"method": name, "query seconds": round(seconds, 3), "parameters": f"{params:,}"})
         print(f"  {name:<20} {seconds:9.3f} s  {params:>12,} params", flush=True)
     # k-center alone on 50,000 x 512 features (5,000 labeled), budget 2,500
@@ -197,8 +173,7 @@ def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[
     if device.type == "cuda":
         torch.cuda.synchronize()
     kc = {"kcenter 50,000 x 512, 5,000 labeled, budget 2,500": f"{time.perf_counter() - t:.2f} s"}
-    workload = {"device": str(device), "labeled": n_lab, "unlabeled": n_unl, "width": width, "budget": budget}
-    return rows, {**workload, **kc}
+    return rows, {**w.describe(), **kc}
 
 
 def main_sample(full: bool, methods: list[str] | None = None) -> int:

@@ -71,10 +71,16 @@ def cmd_rank(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from repro.experiments import RankingFigure, get_artifact
+    from repro.experiments import RankingFigure, SamplingTable, get_artifact
 
     params = _params(args)
     art = get_artifact(args.artifact)
+    if isinstance(art, SamplingTable):
+        from repro.report.sampling_table import build_sampling_table
+
+        js, md = build_sampling_table(params, art)
+        print(f"wrote {md} and {js}")
+        return 0
     if isinstance(art, RankingFigure):
         from repro.report.rankings_fig import build_ranking_figure
 

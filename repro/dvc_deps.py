@@ -9,10 +9,16 @@ from pathlib import Path
 from repro.config import Params
 from repro.methods import stage_code_deps
 
+TABLE_DEPS = ["repro/sampling.py", "repro/params_table.py", "repro/report", "repro/experiments.py"]
+
 
 def wanted(params: Params) -> dict[str, list[str]]:
+    from repro.experiments import ARTIFACTS, SamplingTable
+
     out = {f"run_{n}": stage_code_deps(params, e.methods) for n, e in params.experiments}
     out.update({f"rank_{n}": stage_code_deps(params, r.methods) + ["repro/rankings.py"] for n, r in params.rankings})
+    out.update({f"figure_{a.paper}_{a.name}": stage_code_deps(params, a.methods) + TABLE_DEPS + [f"paper_tables/{a.paper}.yaml"]
+                for a in ARTIFACTS.values() if isinstance(a, SamplingTable)})  # tables that time the methods
     return out
 
 

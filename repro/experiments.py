@@ -41,9 +41,28 @@ class RankingFigure:
         return f"{self.paper}/{self.name}"
 
 
+@dataclass(frozen=True)
+class SamplingTable:
+    """Sampling time of one query at stage 1 on the current device (CIFAR-10-shaped pool; `repro.sampling`) and
+    parameter counts (`python -m repro params`) per method, beside the paper's numbers and time ratios
+    relative to `reference` (MCDAL Table 1). Markdown + JSON; no training runs needed."""
+
+    paper: str
+    name: str
+    methods: tuple[str, ...]
+    reference: str
+    title: str
+    parameter_setting: str = "CIFAR-10, ResNet-18"  # the `python -m repro params` setting of the counts
+    experiments: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.paper}/{self.name}"
+
+
 DAL_GROUPS = (("Uncertainty", ("entropy", "least-confidence")), ("DBAL", ("mc-entropy", "mc-variation-ratio")))
 
-ARTIFACTS: dict[str, CurveFigure | RankingFigure] = {
+ARTIFACTS: dict[str, CurveFigure | RankingFigure | SamplingTable] = {
     a.key: a
     for a in (
         CurveFigure("mcdal", "fig3", ("mcdal_fig3",), "MCDAL Fig. 3: CIFAR-10, ResNet-18"),
@@ -55,11 +74,13 @@ ARTIFACTS: dict[str, CurveFigure | RankingFigure] = {
         RankingFigure("dal", "fig3", "dal_fig3", (("Uncertainty", "DBAL"), ("Uncertainty", "dfal"), ("Uncertainty", "dal")),
                       "DAL Fig. 3: rankings of the MNIST unlabeled pool after the first iteration",
                       groups_from="dal/fig1"),
+        SamplingTable("mcdal", "table1", ("coreset", "ll", "vaal", "sraal", "mcdal"), "mcdal",
+                      "MCDAL Table 1: sampling time at stage 1 and parameters (CIFAR-10, ResNet-18)"),
     )
 }
 
 
-def get_artifact(key: str) -> CurveFigure | RankingFigure:
+def get_artifact(key: str) -> CurveFigure | RankingFigure | SamplingTable:
     if key not in ARTIFACTS:
         raise KeyError(f"unknown artifact {key!r}; allowed: {sorted(ARTIFACTS)}")
     return ARTIFACTS[key]

@@ -46,6 +46,9 @@ class Judgement:
 def describe_rule(claim: dict) -> str:
     """The claim's test in words (rendered next to the quote in the audit)."""
     kind = claim["kind"]
+    if kind == "ratio" and "table" in (claim.get("evidence") or {}):
+        return (f"|time ratio on a GPU - {claim['value']}x| <= {claim['tolerance']} (one timing per method; the "
+                "paper timed a GPU, so a ratio measured elsewhere is not comparable)")
     if kind in NUMERIC_KINDS and "parameters" in (claim.get("evidence") or {}):
         return (f"|parameters of the instantiated modules - {claim['value']:,.0f}| <= {claim.get('tolerance') or 0:,.0f} "
                 "(the printed rounding; an exact count, no seeds)")
@@ -220,6 +223,8 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
         raise NotComparable("not measured by any run of the suite yet (its artifact is not built)")
     if "parameters" in e:
         return judge_parameters(claim, e["parameters"])
+    if "table" in e:
+        return judge_table_ratio(ev.params, claim, e["table"])
     df, records = ev.frame(e["experiment"])
     names = [_resolve(e["method"], df, groups)]
     other = e.get("minus") or e.get("over")
@@ -247,6 +252,27 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
            "delta": mean - claim["value"], "bound": bound, "holds": ok}
     used = [r for r in records if r["method"] in names]
     return Judgement(ok, [row], *_provenance(used), len(vals))
+
+
+def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
+    """A stated time ratio against a sampling table artifact (reports/<artifact>.json). The papers timed GPUs:
+    a ratio measured on another kind of device is `not comparable` (shown with its value)."""
+    import json
+
+    path = Path(params.reports_dir) / f"{where['artifact']}.json"
+    if not path.is_file():
+        raise NotComparable(f"{path} is missing (run `python -m repro figure {where['artifact']}`)")
+    table = json.loads(path.read_text())
+    row = next((q for q in table["ratios"] if q["of"] == where["of"]), None)
+    if row is None or row["ours"] is None:
+        raise NotComparable(f"{path} has no time ratio of {where['of']}")
+    if table["device"] != "cuda":
+        raise NotComparable(f"the paper timed a GPU; {where['artifact']} was measured on {table['device']} "
+                            f"({where['of']} / {row['over']} = {row['ours']:.1f}x here vs {claim['value']}x in the paper)")
+    ok = abs(row["ours"] - claim["value"]) <= claim["tolerance"]
+    ev_row = {"measured_ratio": row["ours"], "of": where["of"], "over": row["over"], "paper": claim["value"],
+              "delta": row["ours"] - claim["value"], "bound": claim["tolerance"], "holds": ok, "device": table["device"]}
+    return Judgement(ok, [ev_row], [str(path)], [((table.get("git") or {}).get("commit")) or "unknown"], 0, exact=True)
 
 
 _PARAMETER_ROWS: dict | None = None
@@ -330,7 +356,10 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
 def _cell(row: dict) -> str:
     parts = []
     for e in row["evidence"]:
-        if "parameters" in e:
+        if "measured_ratio" in e:
+            parts.append(f"{e['of']} / {e['over']} on {e['device']}: {e['measured_ratio']:.2f}x vs paper {e['paper']}x "
+                         f"(Δ {e['delta']:+.2f}, tolerance {e['bound']})")
+        elif "parameters" in e:
             parts.append(f"python -m repro params: {e['method']} {e['module']} ({e['setting']}): {e['parameters']:,} "
                          f"vs paper {e['paper']:,.0f} (Δ {e['delta']:+,.0f}, tolerance {e['bound']:,.0f})")
         elif "measured_mean" in e:

@@ -124,7 +124,11 @@ def _validate_numeric(c: dict, w: str) -> None:
     _need(c.get("runs") is None or (isinstance(c["runs"], int) and c["runs"] > 0), w, "runs must be a positive integer or null")
     _need({"labeled", "metric"} <= set(c["setting"]), w, "a numeric claim's setting needs labeled and metric (null if none)")
     e = c.get("evidence")
-    if isinstance(e, dict) and "parameters" in e:
+    if isinstance(e, dict) and "table" in e:
+        _need(set(e) == {"table"} and isinstance(e["table"], dict) and set(e["table"]) == {"artifact", "of"}, w,
+              "table evidence is {table: {artifact: <paper>/<name>, of: <method>}} (a time ratio to the table's reference)")
+        _need(c["kind"] == "ratio" and _number(c.get("tolerance")), w, "table evidence backs a ratio claim with a tolerance")
+    elif isinstance(e, dict) and "parameters" in e:
         _need(set(e) == {"parameters"} and isinstance(e["parameters"], dict)
               and set(e["parameters"]) == PARAMETER_EVIDENCE_KEYS, w,
               f"parameter evidence is {{parameters: {{{', '.join(sorted(PARAMETER_EVIDENCE_KEYS))}}}}}")

@@ -1,8 +1,9 @@
 """Nightly regression check: every artifact JSON under reports/ against the committed baseline
 (reports/baseline/), with per-metric tolerances.
 
-What must match exactly: the set of artifacts, panels, series and stages, and each point's labeled count and
-number of seeds (a changed schedule, pool or default shows up here). What may move within a tolerance: curve
+What must match exactly: the set of artifacts, panels, series and stages, each point's labeled count and
+number of seeds (a changed schedule, pool or default shows up here), and a table's parameter counts (its
+timings depend on the machine and are not compared). What may move within a tolerance: curve
 means (accuracy), ranking correlations; beyond it, either way, the check fails (an improvement is a change
 too: refresh the baseline deliberately). A claim that was `reproduced` in the baseline and is not now fails;
 other verdict moves are listed. Tolerances allow for the float differences of another CPU type (a smoke model
@@ -53,6 +54,12 @@ def compare_figure(name: str, base: dict, cur: dict) -> list[dict]:
             tol = TOLERANCES["accuracy"]
             rows.append(_row(where, "accuracy", b["mean"], c["mean"], tol,
                              "ok" if abs(c["mean"] - b["mean"]) <= tol else "regression" if c["mean"] < b["mean"] else "changed"))
+    if "rows" in base:  # a sampling table: timings depend on the machine; parameter counts must not move
+        bp = {r["method"]: r for r in base["rows"]}
+        cp = {r["method"]: r for r in cur.get("rows", [])}
+        for m in sorted(set(bp) | set(cp)):
+            b, c = bp.get(m, {}).get("parameters"), cp.get(m, {}).get("parameters")
+            rows.append(_row(f"{name} {m}", "parameters", b, c, 0.0, "ok" if b == c else "changed"))
     if "pairs" in base:
         bp = {(p["a"], p["b"]): p for p in base["pairs"]}
         cp = {(p["a"], p["b"]): p for p in cur.get("pairs", [])}
