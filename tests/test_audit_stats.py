@@ -100,3 +100,9 @@ def test_rank_correlation_judges_read_every_seed():
 
 def test_minimum_seed_count_is_five():
     assert MIN_SEEDS == 5
+
+
+def test_first_and_last_stage_selections():
+    from repro.report.stats import select_stages
+
+    assert select_stages([0, 1, 2, 3], "first") == [0] and select_stages([0, 1, 2, 3], "last") == [3]

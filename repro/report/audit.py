@@ -63,7 +63,8 @@ def describe_rule(claim: dict) -> str:
             return f"Spearman rho >= {claim['min_rho']} in every seed (n >= {MIN_SEEDS})"
         return f"|Spearman rho| < {claim['max_abs_rho']} in every seed (n >= {MIN_SEEDS})"
     stages = {"all": "stages", "after_first": "stages after the first", "first_half": "first half of the stages",
-              "first_half_after_first": "first half of the stages after the first"}[claim["stages"]]
+              "first_half_after_first": "first half of the stages after the first",
+              "first": "first stage (the initial labeled pool)", "last": "last stage"}[claim["stages"]]
     req = "every one of the" if claim["require"] == "every" else "more than half of the"
     metric = claim.get("metric", "accuracy")
     what = {"ordering": "95% t-interval of the paired difference (better - than) above 0",

@@ -59,7 +59,8 @@ def select_stages(stage_ids: list[int], which: str) -> list[int]:
 
     all: every stage; after_first: every stage but the first (where methods share the first stage's labeled
     set and training); first_half: the first ceil(m / 2) of all m stages (the "early iterations");
-    first_half_after_first: the first ceil(m / 2) of the m stages after the first.
+    first_half_after_first: the first ceil(m / 2) of the m stages after the first; first / last: that stage
+    alone (a claim about the initial split, e.g. MAL's gain before any query, or about the final budget).
     """
     ids = sorted(stage_ids)
     later = ids[1:]
@@ -71,10 +72,14 @@ def select_stages(stage_ids: list[int], which: str) -> list[int]:
         return ids[: math.ceil(len(ids) / 2)]
     if which == "first_half_after_first":
         return later[: math.ceil(len(later) / 2)]
+    if which == "first":
+        return ids[:1]
+    if which == "last":
+        return ids[-1:]
     raise ValueError(f"unknown stage selection {which!r}; allowed: {list(STAGE_SELECTIONS)}")
 
 
-STAGE_SELECTIONS = ("all", "after_first", "first_half", "first_half_after_first")
+STAGE_SELECTIONS = ("all", "after_first", "first_half", "first_half_after_first", "first", "last")
 
 
 def combine(holds: list[bool], require: str) -> bool:
