@@ -12,7 +12,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +63,19 @@ def frozen_batchnorm_stats(model: nn.Module):
             m.momentum = momentum
             if tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module):
+    """Modules in eval mode inside, back to their own mode after."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
 
 
 @dataclass
@@ -197,11 +210,16 @@ class TrainContext:
                 group["lr"] = lr
 
     @staticmethod
-    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
-        """zero_grad -> backward -> step on one optimizer; returns the detached loss."""
-        optimizer.zero_grad(set_to_none=True)
+    def step(optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], loss: torch.Tensor,
+             retain_graph: bool = False) -> torch.Tensor:
+        """zero_grad -> backward -> step on one optimizer (or several sharing one backward, e.g. a task model and
+        a module trained on one joint loss); returns the detached loss."""
+        opts = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward(retain_graph=retain_graph)
-        optimizer.step()
+        for opt in opts:
+            opt.step()
         return loss.detach()
 
     def autocast(self):

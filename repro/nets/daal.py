@@ -192,6 +192,16 @@ def alg1_losses(scores: torch.Tensor, x_l: torch.Tensor, x_u: torch.Tensor, vae:
                       length.detach(), dpp.detach(), _accuracy(branches[0], x_u), _accuracy(branches[1], x_u))
 
 
+def alg1_optimizers(ctx, lr: float, selector: nn.Module, vae: FeatureVAE, discriminators: list[nn.Module]):
+    """Alg. 1's three Adam optimizers (constant rate, DAAL Sec. 4.2): {w_s, w_e} the selector with the VAE's
+    encoder, {w_d} its decoder, {w_u, w_r} the discriminators. `ctx` is the trainer's TrainContext."""
+    def adam(params):
+        return ctx.make_optimizer(list(params), "adam", lr, "constant", weight_decay=0.0)
+
+    return (adam([*selector.parameters(), *vae.encoder.parameters()]), adam(vae.decoder.parameters()),
+            adam([p for d in discriminators for p in d.parameters()]))
+
+
 def alg1_update(losses: Alg1Losses, rater: torch.optim.Optimizer, decoder: torch.optim.Optimizer,
                 discriminators: torch.optim.Optimizer) -> None:
     """Alg. 1 lines 14-16 in the paper's order: {w_s, w_e} on the rater loss, then {w_d} on the decoder loss,

@@ -24,10 +24,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.losses import daal as daal_losses
-from repro.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE, ScoreNet, alg1_losses, alg1_update
+from repro.nets.daal import (
+    Discriminator,
+    FeatureStandardiser,
+    FeatureVAE,
+    ScoreNet,
+    alg1_losses,
+    alg1_optimizers,
+    alg1_update,
+)
+from repro.recipe import Recipe
 from repro.schema import Bool, Choice, Float, Int, Optional, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import BatchStream, TrainContext, TrainingHook, frozen_batchnorm_stats, predict
+from repro.train import (
+    FeatureData,
+    TrainContext,
+    TrainingHook,
+    eval_mode,
+    fit,
+    frozen_batchnorm_stats,
+    predict,
+)
 
 DISCRIMINATORS = ("both", "udis", "rdis")
 TRACE_KEYS = ("recon", "prior", "length", "dpp", "discriminators", "udis_accuracy", "rdis_accuracy", "mean_score")
@@ -76,20 +93,15 @@ class DAALHook(TrainingHook):
             raise ValueError("daal (schedule: after) trains on the last epoch's features, but a validation split "
                              "reloads the best epoch's weights: use validation_fraction: 0 or schedule: joint")
         s = ctx.state
-
-        def adam(params):
-            return ctx.make_optimizer(params, "adam", self.o.lr, "constant", weight_decay=0.0)
-
-        self.rater_opt = adam([*s["scorenet"].parameters(), *s["vae"].encoder.parameters()])  # {w_s, w_e}
-        self.decoder_opt = adam(s["vae"].decoder.parameters())  # {w_d}
-        self.dis_opt = adam([p for k in ("udis", "rdis") if k in s for p in s[k].parameters()])  # {w_u, w_r}
+        self.rater_opt, self.decoder_opt, self.dis_opt = alg1_optimizers(
+            ctx, self.o.lr, s["scorenet"], s["vae"], [s[k] for k in ("udis", "rdis") if k in s])
         self._reset_sums(ctx.device)
 
     def _reset_sums(self, device) -> None:
         self._sums = {k: torch.zeros((), device=device) for k in TRACE_KEYS}
         self._n = 0
 
-    def daal_step(self, ctx: TrainContext, x_l: torch.Tensor, x_u: torch.Tensor) -> None:
+    def daal_step(self, ctx: TrainContext, x_l: torch.Tensor, x_u: torch.Tensor) -> torch.Tensor:
         """One pass of Alg. 1's loop body (lines 10-16) on a batch of labeled and unlabeled features."""
         s, o = ctx.state, self.o
         with ctx.autocast():
@@ -102,6 +114,7 @@ class DAALHook(TrainingHook):
                      ("rdis_accuracy", out.rdis_accuracy), ("mean_score", scores.detach().mean())):
             self._sums[k] += v.float()
         self._n += 1
+        return out.rater.detach()
 
     def _close_epoch(self) -> None:
         if self._n:
@@ -134,25 +147,44 @@ class DAALHook(TrainingHook):
             self.train_on_features(ctx)
 
     def train_on_features(self, ctx: TrainContext) -> None:
-        """Alg. 1 on the trained task model's features of the labeled and unlabeled pool."""
+        """Alg. 1 on the trained task model's eval-mode features of the labeled and unlabeled pool, through the
+        shared trainer (FeatureData: labeled features first, then unlabeled)."""
         if ctx.unlabeled_stream is None or ctx.labeled_stream is None:
             return
-        model, was_training = ctx.model, ctx.model.training
-        feats = [predict(model, ctx.data.train_x, stream.indices, ctx.augmenter, ctx.recipe.eval_batch_size,
-                         bf16=False)[1] for stream in (ctx.labeled_stream, ctx.unlabeled_stream)]
-        model.train(was_training)
+        with eval_mode(ctx.model):
+            feats = [predict(ctx.model, ctx.data.train_x, stream.indices, ctx.augmenter, ctx.recipe.eval_batch_size,
+                             bf16=False)[1] for stream in (ctx.labeled_stream, ctx.unlabeled_stream)]
         if "standardiser" in ctx.state:
             norm = ctx.state["standardiser"]
             norm.update(torch.cat(feats))
             feats = [norm(f) for f in feats]
-        streams = [BatchStream(torch.arange(len(f), device=f.device), self.o.batch_size, ctx.gen) for f in feats]
-        driver, other = (0, 1) if self.o.epoch_over == "labeled" else (1, 0)
-        epochs = ctx.recipe.epochs if self.o.epochs is None else self.o.epochs
-        for _ in range(epochs):
-            for idx in streams[driver].pass_batches():
-                pair = {driver: idx, other: streams[other].next()}
-                self.daal_step(ctx, feats[0][pair[0]], feats[1][pair[1]])
-            self._close_epoch()
+        n_l, n_u = len(feats[0]), len(feats[1])
+        data = FeatureData(torch.cat(feats), torch.zeros(n_l + n_u, dtype=torch.long, device=feats[0].device))
+        recipe = Recipe(optimizer="adam", lr=self.o.lr, batch_size=self.o.batch_size, bf16=ctx.recipe.bf16,
+                        epochs=ctx.recipe.epochs if self.o.epochs is None else self.o.epochs)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=ctx.gen, device=ctx.gen.device))  # once per fit
+        fit(ctx.state["scorenet"], data, np.arange(n_l), recipe, seed, hook=Alg1OnFeatures(self),
+            unlabeled=np.arange(n_l, n_l + n_u), state=ctx.state)
+
+
+class Alg1OnFeatures(TrainingHook):
+    """One Alg. 1 step per batch of fixed features (`DAALHook.train_on_features`): a DAAL epoch is one pass over
+    the labeled features with unlabeled batches cycled, or (`epoch_over: unlabeled`) the other way round. The
+    steps use the outer hook's optimizers (constant Adam rates), so the inner task optimizer never steps."""
+
+    uses_unlabeled = True
+
+    def __init__(self, outer: DAALHook):
+        self.outer = outer
+
+    def phase_driver(self, phase: str) -> str:
+        return "labeled" if self.outer.o.epoch_over == "labeled" else "unlabeled+labeled"
+
+    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.outer.daal_step(ctx, x, ctx.next_unlabeled())
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        self.outer._close_epoch()
 
 
 @register("daal")
@@ -173,10 +205,5 @@ class DAALStrategy(ScoreStrategy):
         _, features = ctx.predict(candidates)
         if "standardiser" in ctx.state:
             features = ctx.state["standardiser"](features)
-        net = ctx.state["scorenet"]
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():
-            logits = net.logit(features).float()
-        net.train(was_training)
-        return logits
+        with torch.no_grad(), eval_mode(ctx.state["scorenet"]):
+            return ctx.state["scorenet"].logit(features).float()

@@ -30,7 +30,7 @@ from repro.losses import kcenter_greedy
 from repro.losses.ll import learning_loss_objective
 from repro.schema import Choice, Float, Int, Optional, spec
 from repro.strategies.base import BudgetError, QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import TrainContext, TrainingHook, device_layout
+from repro.train import TrainContext, TrainingHook, device_layout, eval_mode
 
 HIDDEN = 128  # LL4AL Fig. 3 / reference lossnet: FC 128 per stage
 
@@ -73,13 +73,8 @@ def stage_channels(model: nn.Module, spec) -> tuple[int, ...]:
     if spec is None:
         return (model.feature_dim,)
     p = next(model.parameters())
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, spec.channels, spec.height, spec.width, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), eval_mode(model):
+        out = model(torch.zeros(1, spec.channels, spec.height, spec.width, device=p.device, dtype=p.dtype))
     return tuple(int(s.shape[1]) for s in stage_inputs(out))
 
 
@@ -119,14 +114,9 @@ class LLHook(TrainingHook):
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         total, rank = self.objective(ctx, x, y)
-        ctx.task_optimizer.zero_grad(set_to_none=True)
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        ctx.task_optimizer.step()
-        self.opt.step()
         self._rank_sum += rank.detach()
         self._n += 1
-        return total.detach()
+        return ctx.step((ctx.task_optimizer, self.opt), total)  # one backward, both optimizers
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
         if self._n:

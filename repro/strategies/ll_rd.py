@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from repro.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE, alg1_losses, alg1_update
+from repro.nets.daal import (
+    Discriminator,
+    FeatureStandardiser,
+    FeatureVAE,
+    alg1_losses,
+    alg1_optimizers,
+    alg1_update,
+)
 from repro.schema import Float, Int, Optional, spec
 from repro.strategies.base import register
 from repro.strategies.ll import LearningLossStrategy, LLHook, LLOptions, stage_inputs
@@ -46,14 +53,9 @@ class LLRDHook(LLHook):
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
-        s = ctx.state
-
-        def adam(params):
-            return ctx.make_optimizer(params, "adam", self.o.lr, "constant", weight_decay=0.0)
-
-        self.rater_opt = adam([*s["loss_module"].parameters(), *s["vae"].encoder.parameters()])  # {w_s, w_e}
-        self.decoder_opt = adam(s["vae"].decoder.parameters())  # {w_d}
-        self.dis_opt = adam(s["rdis"].parameters())  # {w_r}
+        s = ctx.state  # the LL module is Alg. 1's selector
+        self.rater_opt, self.decoder_opt, self.dis_opt = alg1_optimizers(ctx, self.o.lr, s["loss_module"], s["vae"],
+                                                                         [s["rdis"]])
         self.rdis_trace: list[torch.Tensor] = []  # per epoch: rDis balanced accuracy, summary vs original
         self._acc_sum, self._acc_n = torch.zeros((), device=ctx.device), 0
 

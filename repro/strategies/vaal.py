@@ -15,7 +15,6 @@ penultimate features instead of images, an MLP VAE of ours, see nets/vae.py `Fea
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ from repro.losses import vae as vae_losses
 from repro.nets.vae import ConvVAE, FeatureVAE, LatentDiscriminator
 from repro.schema import Choice, Float, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import TrainContext, TrainingHook
+from repro.train import TrainContext, TrainingHook, eval_mode
 
 ADAM_LR = 5e-4  # VAE and discriminator (VAAL and SRAAL codes)
 FEATURES = ("image", "task")
@@ -43,19 +42,6 @@ class VAALOptions(ScoreOptions):
     kl_reduction: str = spec(Choice(vae_losses.KL_REDUCTIONS), "sum")
     features: str = spec(Choice(FEATURES), "image")  # "task": DAAL's VAAL + TF
     vae_width: float = spec(Float(0.0, 16.0, lo_open=True), 1.0)  # VAE widths x this (1 = the paper's)
-
-
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module):
-    """Modules in eval mode inside, back to their own mode after."""
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 def task_outputs(ctx: TrainContext, x: torch.Tensor):
