@@ -7,6 +7,7 @@ Every command validates params.yaml in full first; a user error is one line on s
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +15,14 @@ from pathlib import Path
 
 def _params(args):
     from repro.methods import load_params
+
+    return load_params(args.params, args.profile)
+
+
+def _report_params(args):
+    """params.yaml validated without the method checks: the figure and audit stages import no torch (the run
+    stages validated the methods before they ran; records carry the raw-params fingerprint they are checked by)."""
+    from repro.config import load_params
 
     return load_params(args.params, args.profile)
 
@@ -50,10 +59,25 @@ def cmd_run(args) -> int:
         if m not in exp.methods:
             raise ConfigError("method", m, f"allowed for {args.experiment}: {list(exp.methods)}")
     seeds = exp.seeds if not args.seeds else tuple(args.seeds)
-    data = loop.load_experiment_data(params, args.experiment)
     runs = [(m, s) for m in methods for s in seeds]
-    print(describe_plan(params, args.experiment, runs, data), flush=True)
-    for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet):
+    print(describe_plan(params, args.experiment, runs), flush=True)
+    from repro.plan import run_is_done
+    from repro.train import resolve_device
+    from repro.workers import default_jobs, run_parallel
+
+    todo = [(m, s) for m, s in runs if not run_is_done(params, args.experiment, m, s)]
+    jobs = args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
+    if jobs > 1 and len(todo) > 1:
+        print(f"{len(todo)} run(s) in {jobs} worker processes (--jobs / REPRO_JOBS)", flush=True)
+        bar = tqdm(total=len(todo), desc=f"{args.experiment} runs", unit="run", disable=args.quiet)
+        for method, seed, last in run_parallel(args.params, args.profile, args.experiment, todo, jobs):
+            bar.update()
+            tqdm.write(f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
+                       f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+        bar.close()
+        runs = [r for r in runs if r not in todo]  # the finished ones re-emit their records below
+    data = loop.load_experiment_data(params, args.experiment) if runs else None
+    for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet or not runs):
         rec = loop.run(params, args.experiment, method, seed, data=data, progress=not args.quiet)
         last = rec["stages"][-1]
         tqdm.write(f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
@@ -71,33 +95,49 @@ def cmd_rank(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from repro.experiments import RankingFigure, SamplingTable, get_artifact
+    from repro import experiments as ex
+    from repro.config import load_params as load_raw_params
 
-    params = _params(args)
-    art = get_artifact(args.artifact)
-    if isinstance(art, SamplingTable):
+    art = ex.get_artifact(args.artifact)
+    if isinstance(art, ex.SamplingTable):  # times the methods: the strategies (and torch) are needed
         from repro.report.sampling_table import build_sampling_table
 
-        js, md = build_sampling_table(params, art)
+        js, md = build_sampling_table(_params(args), art)
         print(f"wrote {md} and {js}")
         return 0
-    if isinstance(art, RankingFigure):
+    from repro.report.claims import load_registries
+
+    params = _report_params(args)
+    registry = load_registries(args.tables).get(art.paper)
+    paper_params = load_raw_params(args.params, "paper")
+    if isinstance(art, (ex.ResultsTable, ex.ProtocolTable)):
+        from repro.report.tables import build_protocol_table, build_results_table
+
+        build = build_results_table if isinstance(art, ex.ResultsTable) else build_protocol_table
+        js, md = build(params, art, registry, paper_params)
+        print(f"wrote {md} and {js}")
+        return 0
+    if isinstance(art, ex.RankingFigure):
         from repro.report.rankings_fig import build_ranking_figure
 
         png, js = build_ranking_figure(params, art)
+    elif isinstance(art, ex.EmbeddingFigure):
+        from repro.report.embedding import build_embedding_figure
+
+        png, js = build_embedding_figure(params, art)
     else:
         from repro.report.curves import build_curve_figure
 
-        png, js = build_curve_figure(params, art)
+        png, js = build_curve_figure(params, art, registry, paper_params)
     print(f"wrote {png} and {js}")
     return 0
 
 
 def cmd_audit(args) -> int:
-    from repro.methods import load_params
+    from repro.config import load_params
     from repro.report.audit import build_audit
 
-    params = _params(args)
+    params = _report_params(args)
     js, md = build_audit(params, args.tables, paper_params=load_params(args.params, "paper"))
     print(f"wrote {js} and {md}")
     print(md.read_text().split("\n\n")[1])
@@ -120,9 +160,29 @@ def cmd_data(args) -> int:
     from repro.data.real import load_real
 
     params = _params(args)
-    train_x, _, test_x, _ = load_real(args.name, Path(params.data_dir), download=True)
-    print(f"{args.name}: {len(train_x)} train / {len(test_x)} test images under {Path(params.data_dir) / args.name}/")
+    if args.name in ("imagenet", "inat2018"):  # listed and unpacked, not decoded (too large for memory)
+        from repro.data.large import prepare
+
+        n_train, n_test = prepare(args.name, Path(params.data_dir))
+    else:
+        train_x, _, test_x, _ = load_real(args.name, Path(params.data_dir), download=True)
+        n_train, n_test = len(train_x), len(test_x)
+    print(f"{args.name}: {n_train} train / {n_test} test images under {Path(params.data_dir) / args.name}/")
     return 0
+
+
+def cmd_budget(args) -> int:
+    from repro import budget
+
+    params = _params(args)
+    if args.fit:
+        costs = budget.fit(params)
+        budget.COSTS_FILE.write_text(json.dumps(costs, indent=1) + "\n")
+        print(f"wrote {budget.COSTS_FILE} ({len(costs['train_s_per_step'])} keys from {params.results_dir}/)")
+    p = budget.plan(params)
+    print(f"run plan, profile {params.profile} (estimates from {budget.COSTS_FILE.name}):")
+    print(budget.describe(p))
+    return 0 if p["total_s"] <= p["budget_s"] else 1
 
 
 def cmd_bench(args) -> int:
@@ -134,13 +194,13 @@ def cmd_bench(args) -> int:
 def cmd_params(args) -> int:
     from repro.params_table import main
 
-    return main()
+    return main(args.json)
 
 
 def cmd_dvc_deps(args) -> int:
     from repro.dvc_deps import main
 
-    return main(_params(args), write=args.write)
+    return main(_params(args), write=args.write, params_path=args.params)
 
 
 def cmd_regress(args) -> int:
@@ -161,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("methods", nargs="*", help="only these methods (default: the experiment's)")
     r.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--jobs", type=int, help="worker processes (default: REPRO_JOBS, else one per CPU core; 1 on CUDA)")
     r.set_defaults(fn=cmd_run)
     k = sub.add_parser("rank", help="score the whole unlabeled pool with several methods (DAL Fig. 3)")
     k.add_argument("name", help="a section of params.yaml `rankings`, e.g. dal_fig3")
@@ -168,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(fn=cmd_rank)
     f = sub.add_parser("figure", help="aggregate run records into reports/<paper>/<name>.{png,json}")
     f.add_argument("artifact", help="e.g. mcdal/fig3")
+    f.add_argument("--tables", default="paper_tables", help="the claims registry (markers, table columns)")
     f.set_defaults(fn=cmd_figure)
     a = sub.add_parser("audit", help="set every claim in paper_tables/ beside what was measured")
     a.add_argument("--tables", default="paper_tables")
@@ -176,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="action", required=True)
     dl = dsub.add_parser("download", help="download a real dataset into data/<name>/ (needs a network)")
-    dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101"))
+    dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101", "imagenet", "inat2018"))
     dl.set_defaults(fn=cmd_data)
-    sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts"
-                   ).set_defaults(fn=cmd_params)
+    pa = sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts")
+    pa.add_argument("--json", help="also write the rows here (the audit reads reports/parameters.json)")
+    pa.set_defaults(fn=cmd_params)
     g = sub.add_parser("regress", help="compare reports/ with the committed baseline (nightly); --refresh replaces it")
     g.add_argument("--reports", default="reports")
     g.add_argument("--baseline", default="reports/baseline")
@@ -188,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("dvc-deps", help="check (or --write) the code deps of dvc.yaml's run stages")
     v.add_argument("--write", action="store_true")
     v.set_defaults(fn=cmd_dvc_deps)
+    u = sub.add_parser("budget", help="estimated seconds per experiment of the active profile vs the 30-min budget")
+    u.add_argument("--fit", action="store_true", help="refit the per-step costs from the run records in results/")
+    u.set_defaults(fn=cmd_budget)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
     b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
     b.add_argument("--repeats", type=int, default=3)

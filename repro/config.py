@@ -43,10 +43,13 @@ def _datasets():
     return DATASETS
 
 
-def _backbones():
-    from repro.models import BACKBONES
+# the backbones of repro.models.BACKBONES, named here so params validate without importing torch (the figure and
+# audit stages); tests/test_models.py checks the two agree
+BACKBONE_NAMES = ("lenet", "resnet18", "resnet18-imagenet", "vgg16", "wrn28_2")
 
-    return BACKBONES
+
+def _backbones():
+    return BACKBONE_NAMES
 
 
 class _RawMap(Check):
@@ -144,6 +147,12 @@ class Experiment:
     # CIFAR-100-imbalanced (each run starts from its own imbalanced distribution; the test set stays balanced)
     train_subset: str | None = spec(Optional(Choice(("mal-imbalanced",))), None)
     metric: str = spec(Choice(("accuracy",)), "accuracy")
+    # synthetic only: generate this many classes instead of the real dataset's (smoke stand-ins of ImageNet /
+    # iNaturalist keep the image shape but not 1,000 / 8,142 classes on a 300-image pool)
+    classes: int | None = spec(Optional(Int(2, 100_000)), None)
+    # methods whose task-model features (labeled and unlabeled samples) are saved after every stage for an
+    # embedding figure (ADS Fig. 4): results/<experiment>/<method>/seed<k>.features.npz
+    features_of: tuple[str, ...] = spec(ListOf(Str(), unique=True), ())
     # per-method option overrides for this experiment: {method: {option: value}} (checked by the method's
     # Options after parsing; merged over a variant's options)
     options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
@@ -184,6 +193,9 @@ class Params:
     # method's own Options; usable wherever a method name is (e.g. mcdal-h4: {method: mcdal, heads: 4})
     variants: tuple[tuple[str, Any], ...] = spec(_Variants(), ())
     rankings: tuple[tuple[str, Rankings], ...] = spec(MapOf(Rankings), ())
+    # profile-wide option defaults per registered method ({vaal: {vae_width: 0.0625}}): under a variant's and
+    # an experiment's options (the smoke profile shrinks every VAE this way)
+    method_options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
 
     def ranking(self, name: str) -> Rankings:
         r = dict(self.rankings)
@@ -239,6 +251,12 @@ def _cross_checks(params: Params) -> None:
         if exp.train_subset == "mal-imbalanced" and get_spec(exp.dataset).num_classes != 100:
             raise ConfigError(f"{key}.train_subset", exp.train_subset,
                               f"MAL's imbalanced subset takes 5 ratios x 20 classes: a 100-class dataset, not {exp.dataset}")
+        if exp.classes is not None and not exp.synthetic:
+            raise ConfigError(f"{key}.classes", exp.classes, "only synthetic datasets take a class count (the real "
+                              "dataset's classes are fixed)")
+        for m in exp.features_of:
+            if m not in exp.methods:
+                raise ConfigError(f"{key}.features_of", m, f"not one of the experiment's methods {list(exp.methods)}")
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)

@@ -7,8 +7,11 @@ record (timings and provenance aside). Every random choice is seeded by (seed, s
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +23,16 @@ from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
 from repro.data.pool import ActivePool, indices_sha256
+from repro.fingerprint import raw_run_hash
 from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
 from repro.records import atomic_write_json, provenance
 from repro.strategies import QueryContext, build_strategy
-from repro.train import accuracy, derive_seed, fit, resolve_device
+from repro.train import accuracy, derive_seed, fit, predict, resolve_device
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
+FEATURES_PER_SIDE = 500  # labeled and unlabeled examples whose features a `features_of` run saves per stage
+FEATURE_FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")
 
 
 class StopAfterStage(RuntimeError):
@@ -38,7 +44,8 @@ class StopAfterStage(RuntimeError):
 def load_experiment_data(params: Params, experiment: str, device=None) -> ImageData:
     exp = params.experiment(experiment)
     device = device or resolve_device(params.device)
-    return load_dataset(exp.dataset, params.data_dir, exp.train_size, exp.test_size, exp.imbalance, device)
+    return load_dataset(exp.dataset, params.data_dir, exp.train_size, exp.test_size, exp.imbalance, device,
+                        exp.classes)
 
 
 def record_path(params: Params, experiment: str, method: str, seed: int) -> Path:
@@ -47,6 +54,12 @@ def record_path(params: Params, experiment: str, method: str, seed: int) -> Path
 
 def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> Path:
     return Path(params.checkpoint_dir) / experiment / method / f"seed{seed}"
+
+
+def features_path(params: Params, experiment: str, method: str, seed: int) -> Path:
+    """The task model's features per stage of a `features_of` run (beside its record; read by
+    `repro.report.embedding`, which derives the same name from the record's path)."""
+    return Path(params.results_dir) / experiment / method / f"seed{seed}.features.npz"
 
 
 def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
@@ -94,6 +107,13 @@ def run(
     out = record_path(params, experiment, method, seed)
 
     state = _load_checkpoint(ckpt, key)
+    save_features = method in exp.features_of
+    features: dict[str, np.ndarray] = {}  # every finished stage's `stage_features`, checkpointed with the stage
+    if state is not None and save_features:
+        features = _load_checkpoint_features(ckpt, state["next_stage"])
+        if features is None:  # a finished stage's features are gone: start over rather than leave a hole
+            shutil.rmtree(ckpt, ignore_errors=True)
+            state, features = None, {}
     if state is None:
         pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)
         state = {"key": key, "next_stage": 0, "stages": [], "labeled": pool.labeled.tolist(),
@@ -126,6 +146,8 @@ def run(
         method_state = trained.state
         value = accuracy(model, data.test_x, data.test_y, None, augmenter, recipe.eval_batch_size, recipe.bf16)
         train_seconds = time.perf_counter() - t0
+        if save_features:  # after training, before the query: the model that picks this stage's queries
+            features.update(stage_features(model, data, pool, augmenter, recipe, seed, stage, key["params_sha256"]))
         state["stages"].append({
             "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
             "metric": exp.metric, "value": value, **state["pending"], "labeled_sha256": pool.sha256(),
@@ -148,7 +170,11 @@ def run(
             for name, module in (("model", model), ("method_state", method_state)):
                 torch.save(module.state_dict(), ckpt / f"{name}.pt.tmp")
                 (ckpt / f"{name}.pt.tmp").replace(ckpt / f"{name}.pt")
+        if save_features:  # the checkpoint's copy first: state.json commits the stage, results/ may be wiped
+            atomic_write_npz(ckpt / "features.npz", features)
         atomic_write_json(ckpt / "state.json", state)
+        if save_features:
+            atomic_write_npz(features_path(params, experiment, method, seed), features)
         if stop_after_stage is not None and stage >= stop_after_stage:
             raise StopAfterStage(f"stopped after stage {stage}")
     record = {
@@ -158,10 +184,73 @@ def run(
         "stages": state["stages"],
         "provenance": provenance(data.train_x.device, key["params_sha256"],
                                  {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir},
-                                 key["code_sha256"]),
+                                 key["code_sha256"], raw_run_hash(params, experiment, method)),
     }
+    if save_features:  # (again: a resumed run with no stage left, after DVC removed the outs)
+        atomic_write_npz(features_path(params, experiment, method, seed), features)
     atomic_write_json(out, record)
     return record
+
+
+def feature_sample(pool: ActivePool, seed: int, stage: int, per_side: int = FEATURES_PER_SIDE
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(pool indices, labeled flags): a seeded random sample of at most `per_side` labeled and at most
+    `per_side` unlabeled examples of this stage's pool, labeled first, each part in index order."""
+    rng = np.random.default_rng(derive_seed(seed, stage, "features"))
+    parts = [np.sort(rng.choice(side, min(per_side, len(side)), replace=False)) if len(side) else side
+             for side in (pool.labeled, pool.unlabeled)]
+    return np.concatenate(parts).astype(np.int64), np.repeat([True, False], [len(p) for p in parts])
+
+
+def stage_features(model, data: ImageData, pool: ActivePool, augmenter, recipe, seed: int, stage: int,
+                   params_sha256: str) -> dict[str, np.ndarray]:
+    """The task model's penultimate features (eval mode, float16) of `feature_sample`'s examples, with their
+    pool indices, class labels, labeled flags and the fingerprint of the labeled set (the record's
+    `labeled_sha256` of this stage): the arrays `stage<k>_<field>` of the run's features file (ADS Fig. 4)."""
+    idx, is_labeled = feature_sample(pool, seed, stage)
+    _, feats = predict(model, data.train_x, idx, augmenter, recipe.eval_batch_size, recipe.bf16)
+    labels = data.train_y[torch.as_tensor(idx, device=data.train_y.device)]
+    arrays = {"features": feats.cpu().numpy().astype(np.float16), "indices": idx,
+              "labels": labels.cpu().numpy().astype(np.int64), "labeled": is_labeled,
+              "labeled_sha256": np.array(pool.sha256())}
+    return {"params_sha256": np.array(params_sha256), **{f"stage{stage}_{k}": v for k, v in arrays.items()}}
+
+
+def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez via a temp file in the same directory + rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _feature_stage(key: str) -> int | None:
+    head, _, _ = key.partition("_")
+    return int(head[5:]) if head.startswith("stage") and head[5:].isdigit() else None
+
+
+def _load_checkpoint_features(ckpt: Path, next_stage: int) -> dict[str, np.ndarray] | None:
+    """The checkpointed features of the finished stages 0..next_stage-1 (a stage saved by a run killed before
+    its state.json is dropped: it is re-run), or None when one of them is missing or unreadable."""
+    path = ckpt / "features.npz"
+    if not path.is_file():
+        return {} if next_stage == 0 else None
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    kept = {k: v for k, v in arrays.items() if (st := _feature_stage(k)) is None or st < next_stage}
+    if any(f"stage{st}_{f}" not in kept for st in range(next_stage) for f in FEATURE_FIELDS):
+        return None
+    return kept
 
 
 def _class_counts(data: ImageData, indices) -> list[int]:

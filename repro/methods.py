@@ -41,7 +41,8 @@ def method_spec(params: Params, name: str, experiment: str | None = None) -> tup
     per-method `options` applied."""
     method = registered_method(params, name)
     variants = dict(params.variants)
-    raw = dict(variants[name][1]) if name in variants else {}
+    raw = {**dict(dict(params.method_options).get(method, ())),
+           **(dict(variants[name][1]) if name in variants else {})}
     where = f"variants.{name}" if name in variants else f"method {name}"
     overrides = dict(dict(params.experiment(experiment).options).get(name, ())) if experiment else {}
     if overrides:
@@ -49,6 +50,9 @@ def method_spec(params: Params, name: str, experiment: str | None = None) -> tup
         if name in variants:  # a variant's own options are checked first, so an error names where it is
             build(STRATEGIES[method].Options, raw, f"variants.{name}")
     return method, build(STRATEGIES[method].Options, {**raw, **overrides}, where)
+
+
+BACKBONES_WITH_DROPOUT = ("lenet",)  # backbones whose head has dropout by default (LeNet: 0.5)
 
 
 def check_methods(params: Params) -> None:
@@ -59,6 +63,9 @@ def check_methods(params: Params) -> None:
             raise ConfigError(f"variants.{name}", name, "a variant cannot reuse a registered method's name")
         Choice(STRATEGIES)(f"variants.{name}.method", method)
         method_spec(params, name)
+    for name, raw in params.method_options:
+        Choice(STRATEGIES)(f"method_options.{name}", name)
+        build(STRATEGIES[name].Options, dict(raw), f"method_options.{name}")
     names = set(STRATEGIES) | {n for n, _ in params.variants}
     for exp_name, exp in params.experiments:
         for i, m in enumerate(exp.methods):
@@ -66,6 +73,18 @@ def check_methods(params: Params) -> None:
                 raise ConfigError(f"experiments.{exp_name}.methods[{i}]", m, f"allowed: {sorted(names)}")
         for m, _ in exp.options:
             method_spec(params, m, exp_name)
+        mc = [m for m in exp.methods if STRATEGIES[registered_method(params, m)].needs_dropout]
+        if mc and exp.dropout is None and exp.backbone not in BACKBONES_WITH_DROPOUT:
+            raise ConfigError(f"experiments.{exp_name}.dropout", None,
+                              f"{mc} sample the task model's head dropout: set `dropout` (e.g. 0.5); "
+                              f"{exp.backbone} has none by default")
+        whole = [m for m in exp.methods if STRATEGIES[registered_method(params, m)].full_pool]
+        if whole:
+            counts = exp.schedule.labeled_counts(exp.pool_size())
+            if counts != (exp.pool_size(),):
+                raise ConfigError(f"experiments.{exp_name}.schedule", list(counts),
+                                  f"{whole[0]} trains on the whole pool: one stage of {exp.pool_size()} labeled "
+                                  "(initial_fraction = final_fraction = 1.0)")
     for name, r in params.rankings:
         for i, m in enumerate(r.methods):
             if m not in names or not STRATEGIES[registered_method(params, m)].ranks_pool:
@@ -89,6 +108,7 @@ def run_hash(params: Params, experiment: str, method: str) -> str:
     exp = asdict(params.experiment(experiment))
     for key in ("methods", "seeds", "options", "paper"):
         exp.pop(key)
+    exp["features_of"] = method in exp["features_of"]  # only the methods whose features are saved
     spec_ = method_spec(params, method, experiment)
     payload = {"experiment": exp, "recipe": asdict(params.recipe(params.experiment(experiment).recipe)),
                "method": [spec_[0], asdict(spec_[1])]}

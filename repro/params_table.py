@@ -77,10 +77,17 @@ def _row(cfg: ParameterConfig, module: str, n: int) -> dict:
             "source": cfg.source if module == "total" or printed else ""}
 
 
-def main() -> int:
+def main(json_out: str | None = None) -> int:
     from tabulate import tabulate
 
     table = rows()
+    if json_out:  # what the audit reads (it imports no torch): reports/parameters.json, a DVC stage
+        from pathlib import Path
+
+        from repro.records import atomic_write_json
+
+        atomic_write_json(Path(json_out), {"rows": table})
+        print(f"wrote {json_out}")
     shown = [{**r, "parameters": f"{r['parameters']:,}"} for r in table]
     print(tabulate(shown, headers="keys", tablefmt="github"))
     mismatched = [r for r in table if r["matches"] == "no"]

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from repro.schema import Bool, Choice, Float, Int, ListOf, Optional, spec
 
+# on-device augmentations (repro.data.augment), in the order they are applied; named here so params validate
+# without importing torch
+AUGMENTATIONS = ("crop224", "crop", "flip", "rotate")
+
 
 def _augmentations():
-    from repro.data.augment import AUGMENTATIONS
-
     return AUGMENTATIONS
 
 

@@ -50,7 +50,8 @@ def git_commit() -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: str | None = None) -> dict[str, Any]:
+def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: str | None = None,
+               params_raw_sha256: str | None = None) -> dict[str, Any]:
     """Everything that may differ between two identical runs (and helps tell why)."""
     import numpy
     import torch
@@ -66,6 +67,7 @@ def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: s
         "git": git_commit(),
         "code_sha256": code_sha256,
         "params_sha256": params_sha256,
+        "params_raw_sha256": params_raw_sha256,  # repro.fingerprint: what the report stages check, without torch
         "packages": {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": tv,
                      "numpy": numpy.__version__},
         "device": {"type": getattr(device, "type", str(device)), "name": dev_name,

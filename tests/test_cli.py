@@ -15,21 +15,29 @@ def _repro(params_file, *args):
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+def _assert_no_torch(params_file, *argv):
+    code = "import sys; from repro.cli import main; rc = main(sys.argv[1:]); sys.exit(3 if 'torch' in sys.modules else rc)"
+    proc = subprocess.run([sys.executable, "-c", code, "--params", str(params_file), *argv], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, (argv, proc.returncode, proc.stderr[-2000:])
+
+
 def test_run_figure_audit_where(tmp_path):
     raw = tiny_params(tmp_path, methods=("random", "entropy"))
-    raw["experiments"] = {"mcdal_fig3": raw["experiments"]["tiny"]}  # the artifact mcdal/fig3 reads this one
+    raw["experiments"] = {"mcdal_fig4_cifar100": raw["experiments"]["tiny"]}  # the artifact mcdal/fig4 reads it
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(raw))
-    run = _repro(pfile, "run", "mcdal_fig3", "--quiet")
+    run = _repro(pfile, "run", "mcdal_fig4_cifar100", "--quiet")
     assert run.returncode == 0, run.stderr
-    assert "plan for mcdal_fig3: 4 run(s) (0 done, 4 to go)" in run.stdout
-    again = _repro(pfile, "run", "mcdal_fig3", "--quiet")
+    assert "plan for mcdal_fig4_cifar100: 4 run(s) (0 done, 4 to go)" in run.stdout
+    again = _repro(pfile, "run", "mcdal_fig4_cifar100", "--quiet")
     assert "all 4 run(s) already done" in again.stdout  # re-emitted from checkpoints
 
-    fig = _repro(pfile, "figure", "mcdal/fig3")
+    fig = _repro(pfile, "figure", "mcdal/fig4")
     assert fig.returncode == 0, fig.stderr
-    summary = json.loads((tmp_path / "reports" / "mcdal" / "fig3.json").read_text())
-    assert (tmp_path / "reports" / "mcdal" / "fig3.png").stat().st_size > 10_000
+    _assert_no_torch(pfile, "figure", "mcdal/fig4")  # figure stages import no torch (seconds x dozens of stages)
+    summary = json.loads((tmp_path / "reports" / "mcdal" / "fig4.json").read_text())
+    assert (tmp_path / "reports" / "mcdal" / "fig4.png").stat().st_size > 10_000
     series = {s["method"]: s for s in summary["panels"][0]["series"]}
     assert set(series) == {"random", "entropy"} and len(series["random"]["points"]) == 3
     assert all(p["n"] == 2 for p in series["entropy"]["points"])
@@ -41,10 +49,11 @@ def test_run_figure_audit_where(tmp_path):
         "claims": [{"id": "m1", "where": "Fig. 3", "quote": "a quote from the paper", "kind": "ordering",
                     "stages": "after_first", "require": "every",
                     "setting": {"dataset": "cifar10", "model": "resnet18", "methods": ["entropy", "random"]},
-                    "comparisons": [{"better": ["entropy"], "than": "random", "experiments": ["mcdal_fig3"]}]}],
+                    "comparisons": [{"better": ["entropy"], "than": "random", "experiments": ["mcdal_fig4_cifar100"]}]}],
     }))
     audit = _repro(pfile, "audit", "--tables", str(tables))
     assert audit.returncode == 0, audit.stderr
+    _assert_no_torch(pfile, "audit", "--tables", str(tables))
     result = json.loads((tmp_path / "reports" / "audit.json").read_text())
     row = result["claims"][0]
     assert row["verdict"] == "not comparable" and row["reason"] == "n = 2 seeds < 5" and row["profile"] == "smoke"
@@ -52,7 +61,7 @@ def test_run_figure_audit_where(tmp_path):
     assert "| `m1`<br>rule:" in (tmp_path / "reports" / "audit.md").read_text()
 
     where = _repro(pfile, "where")
-    assert "fig3.png" in where.stdout and "audit.md" in where.stdout
+    assert "fig4.png" in where.stdout and "audit.md" in where.stdout
 
 
 def test_missing_records_is_one_clear_line(tmp_path):

@@ -67,7 +67,7 @@ BAD = [
     (f"{E}.schedule", {"initial_size": 5000, "query_size": 0, "queries": 3}, f"{E}.schedule.query_size", "[1"),
     (f"{E}.schedule", {"initial_size": 40000, "query_size": 5000, "queries": 3}, f"{E}.schedule.query_size", "exceeds the pool"),
     (f"{E}.schedule", {"initial_size": 100, "step_fraction": 0.1}, f"{E}.schedule", "either"),
-    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['ads_cifar', 'dal_lenet', 'mcdal_cifar']"),
+    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['ads_cifar', 'daal_wrn', 'dal_lenet', 'dal_vgg', 'mal_cifar', 'mal_imagenet', 'mcdal_caltech', 'mcdal_cifar']"),
     (f"{E}.width", 0, f"{E}.width", "(0.0, 16.0]"),
     (f"{E}.train_size", 60000, f"{E}.train_size", "at most 50000"),
     (f"{E}.seeds", _DELETE, f"{E}.seeds", "required"),
@@ -126,7 +126,7 @@ def test_budget_larger_than_pool_in_smoke(base_params):
     raw = copy.deepcopy(base_params)
     raw["experiments"]["mcdal_fig3"]["schedule"] = {"initial_size": 100, "query_size": 1000, "queries": 2}
     raw["profiles"]["smoke"]["experiments"]["mcdal_fig3"].pop("schedule")  # smoke's own step_fraction
-    with pytest.raises(ConfigError, match="exceeds the pool of 1500"):
+    with pytest.raises(ConfigError, match="exceeds the pool of 800"):
         parse_params(raw, "smoke")
 
 
@@ -178,12 +178,12 @@ def test_variants_are_validated_by_the_method_options(base_params):
 def test_experiment_options_override_method_defaults(base_params):
     raw = copy.deepcopy(base_params)
     raw["profile"] = "paper"
-    raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 500}}
+    raw["experiments"]["mcdal_fig3"]["options"] = {"ll": {"subset": 500}}
     params = parse_params(raw)
-    assert method_spec(params, "entropy", "mcdal_fig3")[1].subset == 500
-    assert method_spec(params, "entropy")[1].subset is None
-    raw["experiments"]["mcdal_fig3"]["options"] = {"entropy": {"subset": 0}}
-    with pytest.raises(ConfigError, match=r"^experiments.mcdal_fig3.options.entropy.subset = 0 "):
+    assert method_spec(params, "ll", "mcdal_fig3")[1].subset == 500
+    assert method_spec(params, "ll")[1].subset == 10000  # LL4AL's default random subset
+    raw["experiments"]["mcdal_fig3"]["options"] = {"ll": {"subset": 0}}
+    with pytest.raises(ConfigError, match=r"^experiments.mcdal_fig3.options.ll.subset = 0 "):
         parse_params(raw)
     raw["experiments"]["mcdal_fig3"]["options"] = {"margin": {"subset": 5}}
     with pytest.raises(ConfigError, match="not in methods"):

@@ -69,7 +69,7 @@ def test_plan_counts_runs_and_recognises_finished_ones(tmp_path):
     data = loop.load_experiment_data(params, "tiny")
     runs = [("random", 0), ("random", 1)]
     first = describe_plan(params, "tiny", runs, data)
-    assert "2 run(s) (0 done, 2 to go)" in first and "s of training per run" in first
+    assert "2 run(s) (0 done, 2 to go)" in first and "estimated" in first
     loop.run(params, "tiny", "random", 0, data=data, progress=False)
     assert run_is_done(params, "tiny", "random", 0) and not run_is_done(params, "tiny", "random", 1)
     assert "(1 done, 1 to go)" in describe_plan(params, "tiny", runs, data)

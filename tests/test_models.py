@@ -39,7 +39,10 @@ def test_width_multiplier_shrinks_and_dropout_option():
     assert count_parameters(small) < 250_000
     m = build_model("resnet18", 10, 3, (32, 32), dropout=0.3)
     assert any(isinstance(x, torch.nn.Dropout) for x in m.head.modules())
-    assert set(BACKBONES) == {"resnet18", "vgg16", "lenet", "wrn28_2"}
+    assert set(BACKBONES) == {"resnet18", "resnet18-imagenet", "vgg16", "lenet", "wrn28_2"}
+    from repro.config import BACKBONE_NAMES
+
+    assert set(BACKBONE_NAMES) == set(BACKBONES)  # params validate without importing torch
 
 
 def test_lenet_rejects_too_small_images():
@@ -67,3 +70,41 @@ def test_method_parameter_counts_match_references():
         counts[name] = count_parameters(model) + sum(count_parameters(m) for m in modules.values())
     assert counts["mcdal"] == 11_184_222 and counts["coreset"] == 11_173_962
     assert counts["dal"] == 11_173_962 + (512 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 2 + 2)
+
+
+def _torchvision_names_to_ours(key: str) -> str:
+    """torchvision resnet18 state-dict key -> ResNet18ImageNet's (stem.0/1, stages.i, shortcut, head.0)."""
+    import re
+
+    key = re.sub(r"^conv1\.", "stem.0.", key)
+    key = re.sub(r"^bn1\.", "stem.1.", key)
+    key = re.sub(r"^layer(\d)\.", lambda m: f"stages.{int(m[1]) - 1}.", key)
+    return re.sub(r"^fc\.", "head.0.", key.replace(".downsample.", ".shortcut."))
+
+
+def test_resnet18_imagenet_is_torchvisions_resnet18():
+    """MAL's task model on ImageNet / iNaturalist: torchvision's resnet18 (7x7 stem + max-pool), 11,689,512
+    parameters at 1,000 classes; its weights load under our names and give the same logits."""
+    import torchvision
+
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(weights=None).eval()
+    ours = build_model("resnet18-imagenet", 1000, 3, (224, 224)).eval()
+    assert count_parameters(ours) == count_parameters(tv) == 11_689_512
+    ours.load_state_dict({_torchvision_names_to_ours(k): v for k, v in tv.state_dict().items()}, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x).logits, tv(x), atol=1e-5)
+
+
+def test_resnet18_imagenet_output_contract_width_and_dropout():
+    torch.manual_seed(0)
+    m = build_model("resnet18-imagenet", 7, 3, (224, 224), width=0.125).eval()
+    out = m(torch.randn(2, 3, 224, 224))
+    assert isinstance(out, ModelOutput) and out.logits.shape == (2, 7) and out.features.shape == (2, m.feature_dim)
+    assert [tuple(s.shape[1:]) for s in out.stages] == [(8, 56, 56), (16, 28, 28), (32, 14, 14), (64, 7, 7)]
+    assert torch.allclose(m.head(m.embed(torch.zeros(2, 3, 224, 224))), m(torch.zeros(2, 3, 224, 224)).logits,
+                          atol=1e-6)
+    assert count_parameters(m) < count_parameters(build_model("resnet18-imagenet", 7, 3, (224, 224), width=0.5))
+    d = build_model("resnet18-imagenet", 10, 3, (224, 224), dropout=0.3)
+    assert any(isinstance(x, torch.nn.Dropout) for x in d.head.modules())

@@ -23,6 +23,8 @@ from repro.strategies import STRATEGIES, BudgetError, QueryContext, build_strate
 from repro.train import fit
 
 POINTWISE = {n for n, cls in STRATEGIES.items() if cls.pointwise}  # capabilities, declared by each strategy
+# methods that query (the full-data reference, `full_pool`, trains on the whole pool and refuses to query)
+QUERYING = sorted(n for n, cls in STRATEGIES.items() if not cls.full_pool)
 RECIPE = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=2, augment=("flip",))
 
 
@@ -46,7 +48,7 @@ def trained_context(name, backbone="lenet", dataset="synthetic-mnist", pool_size
     return strategy, QueryContext(model, data, pool, aug, RECIPE, seed, 0, state=trained.state)
 
 
-@pytest.fixture(scope="module", params=sorted(STRATEGIES))
+@pytest.fixture(scope="module", params=QUERYING)
 def trained(request):
     return request.param, *trained_context(request.param)
 
@@ -96,7 +98,7 @@ def test_random_subset_option_restricts_candidates(name):
 
 
 @pytest.mark.parametrize("backbone,dataset", [("resnet18", "synthetic-cifar10"), ("vgg16", "synthetic-cifar10")])
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", QUERYING)
 def test_every_strategy_runs_on_every_backbone(name, backbone, dataset):
     strategy = make_strategy(name, **({"max_iter": 3} if name == "dfal" else {}))
     strategy, ctx = trained_context(name, backbone, dataset, pool_size=40, n_labeled=16, strategy=strategy,
@@ -145,3 +147,11 @@ def test_mc_strategies_need_dropout():
     ctx = QueryContext(model, data, pool, Augmenter((), data.spec.mean, data.spec.std, "cpu"), RECIPE, 0, 0)
     with pytest.raises(ValueError, match="dropout"):
         strategy.query(ctx, 5)
+
+
+def test_the_full_data_reference_refuses_to_query():
+    from repro.strategies import build_strategy
+
+    strategy = build_strategy("upper-bound", STRATEGIES["upper-bound"].Options())
+    with pytest.raises(RuntimeError, match="never queries"):
+        strategy.query(None, 1)

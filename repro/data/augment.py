@@ -3,10 +3,18 @@
 Operates on raw uint8 batches (B, C, H, W) and returns normalized float batches, so padding and rotation
 fill are zero in raw pixel space (as torchvision pads the PIL image before `Normalize`).
 
+- `crop224`: RandomCrop(224) of images stored at 256 x 256 (MAL Sec. 4.1: "resized to 256 and then
+            random-cropped to 224"): per-image offsets uniform over 0..(H - 224) and 0..(W - 224), no padding;
+            applied first. On images already 224 x 224 (the synthetic stand-ins) it is the identity (no draws).
 - `crop`:   RandomCrop(H, padding=4): per-image offsets uniform over 0..8 in each axis, zero padding.
 - `flip`:   RandomHorizontalFlip(p=0.5), independent per image.
 - `rotate`: RandomRotation(15): angle uniform in [-15, 15] degrees about the centre, nearest-neighbour,
             zero fill, no expansion; applied after crop and flip (MCDAL reference order).
+
+Evaluation (`Augmenter.eval`, which the trainer's test accuracy and every query path call) takes the centre
+224 x 224 crop of a batch stored at 256 x 256 (specs.RESIZE_SIZE, the ImageNet-scale datasets' stored size),
+whatever the augmentation list (the loop builds its evaluation Augmenter with none); so does training without
+`crop224`, so the model always sees 224 x 224 on these datasets. Batches of any other size pass unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("crop", "flip", "rotate")
+from repro.data.specs import CROP_SIZE, RESIZE_SIZE
+from repro.recipe import AUGMENTATIONS  # noqa: F401  (also the order they are applied in)
+
 CROP_PADDING = 4
 ROTATION_DEGREES = 15.0
 
@@ -33,6 +43,36 @@ def random_crop(x: torch.Tensor, gen: torch.Generator, padding: int = CROP_PADDI
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[bi, ci, rows, cols]
+
+
+def random_crop_to(x: torch.Tensor, gen: torch.Generator, size: int = CROP_SIZE) -> torch.Tensor:
+    """Per-image random size x size crop (no padding): offsets uniform over 0..H-size and 0..W-size, drawn from
+    `gen` on x's device; one gather for the batch."""
+    b, c, h, w = x.shape
+    if h < size or w < size:
+        raise ValueError(f"crop224 needs images of at least {size}x{size}, got {h}x{w}")
+    if h == size and w == size:  # already the crop size (the synthetic stand-ins): nothing to draw
+        return x
+    oy = torch.randint(0, h - size + 1, (b,), generator=gen, device=x.device)
+    ox = torch.randint(0, w - size + 1, (b,), generator=gen, device=x.device)
+    ar = torch.arange(size, device=x.device)
+    rows = (oy[:, None] + ar)[:, None, :, None]  # (B,1,S,1)
+    cols = (ox[:, None] + ar)[:, None, None, :]  # (B,1,1,S)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[bi, ci, rows, cols]
+
+
+def center_crop(x: torch.Tensor, size: int = CROP_SIZE) -> torch.Tensor:
+    """The centre size x size crop of every image (torchvision's CenterCrop offsets: round((H - size) / 2))."""
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top : top + size, left : left + size]
+
+
+def _stored_resized(x: torch.Tensor) -> bool:
+    """Whether a batch is held at the ImageNet-scale stored size (256 x 256) and so is cropped to 224."""
+    return tuple(x.shape[-2:]) == (RESIZE_SIZE, RESIZE_SIZE)
 
 
 def random_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
@@ -69,12 +109,16 @@ class Augmenter:
         unknown = [n for n in names if n not in AUGMENTATIONS]
         if unknown:
             raise ValueError(f"unknown augmentation(s) {unknown}; allowed: {list(AUGMENTATIONS)}")
-        # Always in the reference order crop -> flip -> rotate, whatever order the list gives.
+        # Always in the reference order (crop224 ->) crop -> flip -> rotate, whatever order the list gives.
         self.names = tuple(n for n in AUGMENTATIONS if n in names)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
         self.std = torch.tensor(std, dtype=torch.float32, device=device)
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if "crop224" in self.names:
+            x = random_crop_to(x, gen)
+        elif _stored_resized(x):
+            x = center_crop(x)
         if "crop" in self.names:
             x = random_crop(x, gen)
         if "flip" in self.names:
@@ -84,4 +128,6 @@ class Augmenter:
         return normalize(x, self.mean, self.std)
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:
+        if _stored_resized(x):
+            x = center_crop(x)
         return normalize(x, self.mean, self.std)

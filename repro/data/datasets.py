@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,8 @@ class ImageData:
     def __post_init__(self):
         for name in ("train_x", "test_x"):
             t = getattr(self, name)
-            if t.dtype != torch.uint8 or t.dim() != 4 or tuple(t.shape[1:]) != self.spec.shape:
-                raise ValueError(f"{name} must be uint8 of shape (N, *{self.spec.shape}), got {t.dtype} {tuple(t.shape)}")
+            if t.dtype != torch.uint8 or t.dim() != 4 or tuple(t.shape[1:]) != self.spec.stored_shape:
+                raise ValueError(f"{name} must be uint8 of shape (N, *{self.spec.stored_shape}), got {t.dtype} {tuple(t.shape)}")
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
             raise ValueError("images and labels differ in length")
 
@@ -79,10 +79,15 @@ def load_dataset(
     test_size: int | None = None,
     imbalance: float = 1.0,
     device="cpu",
+    classes: int | None = None,
 ) -> ImageData:
     """Load `name` onto `device`. Real data are subsampled (fixed seed) to train/test_size when given;
     synthetic data are generated at exactly those sizes (default: the real dataset's sizes)."""
     spec = get_spec(name)
+    if classes is not None:
+        if not name.startswith("synthetic-"):
+            raise ValueError(f"{name}: only synthetic datasets take a class count")
+        spec = replace(spec, num_classes=classes)
     if name.startswith("synthetic-"):
         sizes = (train_size or spec.train_size, test_size or spec.test_size)
         parts = make_synthetic(spec, *sizes, imbalance=imbalance)
@@ -94,7 +99,9 @@ def load_dataset(
         parts = validate(_digits(), spec, DIGITS_SOURCE, "reinstall scikit-learn",
                          (spec.train_size, spec.test_size), all_classes=True)
     else:
-        parts = load_real(name, Path(data_dir))  # validated by its loader, in full
+        # Validated by its loader. ImageNet / iNaturalist decode only the subset _subsample keeps below (the same
+        # indices), so it leaves them unchanged; the others come in full (validated in full) and are subsampled.
+        parts = load_real(name, Path(data_dir), train_size=train_size, test_size=test_size)
     tx, ty = _subsample(parts[0], parts[1], train_size, salt=1)
     vx, vy = _subsample(parts[2], parts[3], test_size, salt=2)
     return ImageData(spec, tx, ty, vx, vy).to(device)

@@ -159,21 +159,44 @@ def _caltech101(root: Path, download: bool, size: int = 64):
     return validate(parts, REAL["caltech101"], categories, fix, _full_sizes("caltech101"), all_classes=True)
 
 
+def _large(name: str):
+    """The loader of an ImageNet-scale dataset (repro/data/large.py, imported on use): it takes train_size /
+    test_size and decodes only that seeded subset."""
+
+    def load(root: Path, download: bool, train_size: int | None = None, test_size: int | None = None):
+        from repro.data.large import load_large
+
+        return load_large(name, root, download, train_size, test_size)
+
+    return load
+
+
 LOADERS = {
     "cifar10": lambda root, dl: _cifar("cifar10", root, dl),
     "cifar100": lambda root, dl: _cifar("cifar100", root, dl),
     "mnist": _mnist,
     "caltech101": _caltech101,
+    "imagenet": _large("imagenet"),
+    "inat2018": _large("inat2018"),
 }
+# Loaders that subsample before decoding (the whole set does not fit in memory); the others return full splits.
+SUBSETTING = frozenset({"imagenet", "inat2018"})
 
 
-def load_real(name: str, data_dir: Path, download: bool = False):
-    """(train_x uint8 NCHW, train_y int64, test_x, test_y) of a real dataset from data_dir/<name>/."""
+def load_real(name: str, data_dir: Path, download: bool = False, train_size: int | None = None,
+              test_size: int | None = None):
+    """(train_x uint8 NCHW, train_y int64, test_x, test_y) of a real dataset from data_dir/<name>/.
+
+    train_size / test_size reach only the SUBSETTING loaders, which decode just the seeded subset that
+    `datasets._subsample` would keep (the same images); every other loader returns its full splits (the caller
+    subsamples)."""
     if name not in REAL:
         raise KeyError(f"unknown real dataset {name!r}; allowed: {sorted(REAL)}")
     root = Path(data_dir) / name
     if download:
         root.mkdir(parents=True, exist_ok=True)
+    if name in SUBSETTING:
+        return LOADERS[name](root, download, train_size, test_size)
     return LOADERS[name](root, download)
 
 
@@ -182,6 +205,8 @@ MARKERS = {
     "cifar100": "cifar-100-python",
     "mnist": "MNIST/raw",
     "caltech101": "caltech101",
+    "imagenet": "train",
+    "inat2018": "2018",
 }
 
 

@@ -9,6 +9,10 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
 CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# MAL Sec. 4.1: ImageNet / iNaturalist images "are resized to 256 and then random-cropped to 224". They are stored
+# at RESIZE_SIZE x RESIZE_SIZE (shorter side resized, centre square) and cropped to CROP_SIZE on the device
+# (repro/data/augment.py, `crop224`; evaluation takes the centre crop).
+RESIZE_SIZE, CROP_SIZE = 256, 224
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,19 @@ class DatasetSpec:
     std: tuple[float, ...]
     real: bool  # True: loaded from data/<name>/; False: embedded (ships with the code or its deps)
     stand_in_for: str | None = None  # embedded stand-ins name the real dataset they mimic
+    # (H, W) the images are held at when it differs from the model's input (height, width): the ImageNet-scale
+    # datasets are kept at 256 x 256 and cropped to 224 x 224 on the device. None: held at (height, width).
+    stored_size: tuple[int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the model's input."""
         return (self.channels, self.height, self.width)
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the stored uint8 images (what loaders return and ImageData holds)."""
+        return (self.channels, *(self.stored_size or (self.height, self.width)))
 
 
 REAL = {
@@ -38,12 +51,20 @@ REAL = {
     # Caltech-101 has no official split: a seeded stratified 80/20 split of the 8,677 object images
     # (background class excluded), resized to 64x64 (choice recorded in data/README.md).
     "caltech101": DatasetSpec("caltech101", 3, 64, 64, 101, 6_941, 1_736, IMAGENET_MEAN, IMAGENET_STD, True),
+    # MAL Sec. 4.1 / supp. Table 1: 224 x 224 inputs (resized to 256, random-cropped to 224 in training);
+    # stored at 256 x 256 (repro/data/large.py), cropped on the device.
+    "imagenet": DatasetSpec("imagenet", 3, 224, 224, 1_000, 1_281_167, 50_000, IMAGENET_MEAN, IMAGENET_STD, True,
+                            stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
+    "inat2018": DatasetSpec("inat2018", 3, 224, 224, 8_142, 437_513, 24_426, IMAGENET_MEAN, IMAGENET_STD, True,
+                            stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
 }
 
 EMBEDDED = {
     # scikit-learn's bundled 8x8 handwritten digits (real data; stand-in for MNIST). Pixels 0..16 scaled to 0..255.
     "digits": DatasetSpec("digits", 1, 8, 8, 10, 1_437, 360, (0.0,), (1.0,), False, "mnist"),
 }
+# Stand-ins are generated at the model's input size (no stored_size: synthetic-imagenet is held at 224 x 224, so
+# `crop224` is the identity on it and evaluation crops nothing).
 for _name, _spec in REAL.items():
     EMBEDDED[f"synthetic-{_name}"] = DatasetSpec(
         f"synthetic-{_name}", _spec.channels, _spec.height, _spec.width, _spec.num_classes,

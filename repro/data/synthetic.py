@@ -43,16 +43,38 @@ def make_synthetic(
     """(train_x, train_y, test_x, test_y): uint8 (N, C, H, W) images, int64 labels. Same inputs, same tensors."""
     c, h, w, k = spec.channels, spec.height, spec.width, spec.num_classes
     gen = torch.Generator().manual_seed(zlib.crc32(spec.name.encode()))
-    protos = _smooth(gen, k * modes, c, h, w).view(k, modes, c, h, w)
-    protos = protos / protos.flatten(2).std(dim=2)[..., None, None, None]
+    # Prototypes are kept at low resolution and upsampled when drawn (iNaturalist's 8,142 classes x 3 modes at
+    # 224 px would be 15 GB); per-prototype scale computed in chunks. Same values as upsampling them all.
+    low = torch.randn(k * modes, c, 4, 4, generator=gen)
+
+    def upsample(z: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+
+    # std of each upsampled prototype without upsampling it: the field is linear in its 4 x 4 values, f = U z,
+    # so sum f = (U^T 1) . z and sum f^2 = z^T (U^T U) z (float64, from the 16 upsampled basis fields)
+    basis = upsample(torch.eye(16, dtype=torch.float32).view(16, 1, 4, 4)).double().flatten(1)  # (16, h*w)
+    ones, gram = basis.sum(1), basis @ basis.T
+    zc = low.double().flatten(2)  # (k*modes, c, 16)
+    n_px = c * h * w
+    total = (zc @ ones).sum(1)
+    squares = torch.einsum("pci,ij,pcj->p", zc, gram, zc)
+    scale = ((squares - total**2 / n_px) / (n_px - 1)).clamp_min(0).sqrt().float()
     freqs = class_frequencies(k, imbalance)
+
+    table = None  # all prototypes upsampled once when that is small (< 64M values), else upsampled when drawn
+    if low.shape[0] * c * h * w < 64_000_000:
+        table = upsample(low) / scale[:, None, None, None]
+
+    def protos(cls: torch.Tensor, mode: torch.Tensor) -> torch.Tensor:
+        i = cls * modes + mode
+        return table[i] if table is not None else upsample(low[i]) / scale[i][:, None, None, None]
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.multinomial(freqs, n, replacement=True, generator=gen)
         m = torch.randint(0, modes, (n,), generator=gen)
         other = (y + torch.randint(1, max(k, 2), (n,), generator=gen)) % k
         om = torch.randint(0, modes, (n,), generator=gen)
-        x = protos[y, m] + distractor * protos[other, om]
+        x = protos(y, m) + distractor * protos(other, om)
         x = x + noise * 0.7 * _smooth(gen, n, c, h, w, low=8) + noise * 0.5 * torch.randn(n, c, h, w, generator=gen)
         # Random translation (cyclic), per image, by up to `shift` pixels on each axis.
         dy = torch.randint(-shift, shift + 1, (n,), generator=gen)

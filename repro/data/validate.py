@@ -62,8 +62,8 @@ def _split_problem(x: Any, y: Any, spec: DatasetSpec, split: str) -> str | None:
     """The first thing wrong with one split's images `x` (N, C, H, W) and labels `y` (N,), or None."""
     if _dtype(x) != "uint8":
         return f"{split} images are {_dtype(x)}, expected uint8"
-    if x.ndim != 4 or tuple(x.shape[1:]) != spec.shape:
-        return f"{split} images have shape {tuple(x.shape)}, expected (N, {', '.join(map(str, spec.shape))})"
+    if x.ndim != 4 or tuple(x.shape[1:]) != spec.stored_shape:  # as held: 256 x 256 for the ImageNet-scale sets
+        return f"{split} images have shape {tuple(x.shape)}, expected (N, {', '.join(map(str, spec.stored_shape))})"
     if _dtype(y) != "int64":
         return f"{split} labels are {_dtype(y)}, expected int64"
     if y.ndim != 1:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from repro.models.base import Backbone, ModelOutput, count_parameters, final_linear
 from repro.models.lenet import LeNet
-from repro.models.resnet import ResNet18
+from repro.models.resnet import ResNet18, ResNet18ImageNet
 from repro.models.vgg import VGG16
 from repro.models.wrn import WideResNet28_2
 
-BACKBONES = {"resnet18": ResNet18, "vgg16": VGG16, "lenet": LeNet, "wrn28_2": WideResNet28_2}
+BACKBONES = {"resnet18": ResNet18, "resnet18-imagenet": ResNet18ImageNet, "vgg16": VGG16, "lenet": LeNet,
+             "wrn28_2": WideResNet28_2}
 
 
 def build_model(

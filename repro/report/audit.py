@@ -8,6 +8,7 @@ and `describe_rule`; every number carries the run records and commit it came fro
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,17 @@ class Evidence:
         self.params, self.cache = params, {}
 
     def frame(self, experiment: str) -> tuple[pd.DataFrame, list[dict]]:
+        """One experiment's records, or a panel's: "a+b" joins experiments that share the initial pool per seed
+        (DAAL Fig. 4 draws VAAL, LL and DAAL from the Fig. 3 runs), each method taken from the one that runs it."""
+        if "+" in experiment and experiment not in self.cache:
+            parts = experiment.split("+")
+            frames = [self.frame(p) for p in parts]
+            records = self.records(parts)
+            owners = [m for df, _ in frames for m in df.method.unique()]
+            dup = sorted({m for m in owners if owners.count(m) > 1})
+            if dup:
+                raise NotComparable(f"{experiment}: method(s) {dup} run in more than one of {parts}")
+            self.cache[experiment] = (pd.concat([df for df, _ in frames], ignore_index=True), records)
         if experiment not in self.cache:
             if experiment not in dict(self.params.experiments):
                 raise NotComparable(f"no experiment {experiment!r} in params.yaml (not built yet)")
@@ -221,9 +233,10 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     std (the paper's where stated, ours over seeds) or the claim's tolerance."""
     e = claim.get("evidence")
     if not e:
-        raise NotComparable("not measured by any run of the suite yet (its artifact is not built)")
+        why = " ".join(str(claim.get("note") or "").split())
+        raise NotComparable("no run of the suite measures it" + (f": {why}" if why else " yet"))
     if "parameters" in e:
-        return judge_parameters(claim, e["parameters"])
+        return judge_parameters(claim, e["parameters"], Path(ev.params.reports_dir) / "parameters.json")
     if "table" in e:
         return judge_table_ratio(ev.params, claim, e["table"])
     df, records = ev.frame(e["experiment"])
@@ -279,14 +292,18 @@ def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
 _PARAMETER_ROWS: dict | None = None
 
 
-def judge_parameters(claim: dict, where: dict) -> Judgement:
+def judge_parameters(claim: dict, where: dict, table_json: Path | None = None) -> Judgement:
     """A printed parameter count beside the count of the instantiated modules (`python -m repro params`):
     deterministic, so it holds when |ours - printed| <= the claim's tolerance (the printed rounding)."""
     global _PARAMETER_ROWS
     if _PARAMETER_ROWS is None:
-        from repro.params_table import rows
+        if table_json is not None and table_json.is_file():  # the `parameters` stage's output (no torch here)
+            table = json.loads(table_json.read_text())["rows"]
+        else:
+            from repro.params_table import rows
 
-        _PARAMETER_ROWS = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in rows()}
+            table = rows()
+        _PARAMETER_ROWS = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in table}
     key = (where["method"], where["setting"], where["module"])
     if key not in _PARAMETER_ROWS:
         raise NotComparable(f"`python -m repro params` has no row {key}")
@@ -431,10 +448,27 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_accuracies(params: Params) -> dict[str, float]:
+    """Each paper's own method at the last stage of every experiment that runs it (mean test accuracy over
+    seeds, %): the numbers `dvc exp show` sets side by side across experiments."""
+    out = {}
+    for name, exp in params.experiments:
+        if exp.paper not in exp.methods:
+            continue
+        try:
+            records = load_records(params.results_dir, name, [exp.paper], exp.seeds, params)
+        except RecordError:
+            continue
+        out[f"acc_{name}_{exp.paper}"] = round(100 * float(np.mean([r["stages"][-1]["value"] for r in records])), 3)
+    return out
+
+
 def headline_metrics(result: dict) -> dict:
-    """The audit's verdict counts, flat (what `dvc metrics show` / `dvc exp show` print)."""
+    """The audit's verdict counts and the headline accuracies, flat (what `dvc metrics show` / `dvc exp show`
+    print)."""
     s = result["summary"]
     out = {"claims": s["claims"], **{v.replace(" ", "_"): n for v, n in s["verdicts"][s["profile"]].items()}}
+    out.update(result.get("headline") or {})
     for paper, counts in (s.get("per_paper") or {}).items():
         out.update({f"{paper}_{v.replace(' ', '_')}": n for v, n in counts.items()})
     out.update({f"protocol_{k}": n for k, n in (s.get("protocol_drift") or {}).items()})
@@ -444,6 +478,7 @@ def headline_metrics(result: dict) -> dict:
 def build_audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None
                 ) -> tuple[Path, Path]:
     result = audit(params, tables, paper_params)
+    result["headline"] = headline_accuracies(params)
     out = Path(params.reports_dir)
     js, md = out / "audit.json", out / "audit.md"
     atomic_write_json(js, result)

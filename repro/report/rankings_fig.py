@@ -41,7 +41,7 @@ def group_choice(params: Params, fig: RankingFigure) -> dict[str, str]:
         raise RecordError(f"{fig.key} follows {fig.groups_from}'s choice of variants: build {path} first")
     of = params.ranking(fig.rankings).of
     for panel in json.loads(path.read_text())["panels"]:
-        if panel["experiment"] == of:
+        if of in panel.get("experiments", [panel.get("experiment")]):
             return panel["groups"]
     raise RecordError(f"{path} has no panel for {of}")
 

@@ -26,7 +26,8 @@ TOLERANCES = {"accuracy": 0.06, "rho": 0.08}
 
 def artifact_files(root: Path) -> dict[str, Path]:
     """{<paper>/<name>: path} of the artifact JSONs under a reports directory (the baseline itself excluded)."""
-    return {f"{p.parent.name}/{p.stem}": p for p in sorted(Path(root).glob("*/*.json")) if p.parent.name != "baseline"}
+    return {f"{p.parent.name}/{p.stem}": p for p in sorted(Path(root).glob("*/*.json"))
+            if p.parent.name != "baseline" and "." not in p.stem}  # (not the per-panel `.plot.json` files)
 
 
 def _points(fig: dict) -> dict[tuple, dict]:
@@ -34,7 +35,7 @@ def _points(fig: dict) -> dict[tuple, dict]:
     for panel in fig.get("panels", []):
         for series in panel["series"]:
             for pt in series["points"]:
-                out[(panel["experiment"], series["label"], pt["stage"])] = pt
+                out[(panel.get("experiment") or panel["title"], series["label"], pt["stage"])] = pt
     return out
 
 
@@ -54,7 +55,26 @@ def compare_figure(name: str, base: dict, cur: dict) -> list[dict]:
             tol = TOLERANCES["accuracy"]
             rows.append(_row(where, "accuracy", b["mean"], c["mean"], tol,
                              "ok" if abs(c["mean"] - b["mean"]) <= tol else "regression" if c["mean"] < b["mean"] else "changed"))
-    if "rows" in base:  # a sampling table: timings depend on the machine; parameter counts must not move
+    if "rows" in base and base["rows"] and "cells" in base["rows"][0]:  # a results table: measured % per cell
+        bp = {(r["label"], c["stage"]): c["measured"] for r in base["rows"] for c in r["cells"]}
+        cp = {(r["label"], c["stage"]): c["measured"] for r in cur.get("rows", []) for c in r["cells"]}
+        for key in sorted(set(bp) | set(cp), key=str):
+            b, c = bp.get(key), cp.get(key)
+            where = f"{name} {key[0]} stage {key[1]}"
+            if (b is None) != (c is None) or b is None:
+                if b is not None or c is not None:
+                    rows.append(_row(where, "cell", b and b["mean"], c and c["mean"], 0.0,
+                                     "missing in current" if c is None else "new (not in baseline)"))
+                continue
+            tol = 100 * TOLERANCES["accuracy"]
+            rows.append(_row(where, "accuracy (%)", b["mean"], c["mean"], tol,
+                             "ok" if abs(c["mean"] - b["mean"]) <= tol else "regression" if c["mean"] < b["mean"] else "changed"))
+    elif "rows" in base and base["rows"] and "active" in base["rows"][0]:  # a protocol table: exact
+        bp = {r["label"]: r["active"] for r in base["rows"]}
+        cp = {r["label"]: r["active"] for r in cur.get("rows", [])}
+        for k in sorted(set(bp) | set(cp)):
+            rows.append(_row(f"{name} {k}", "protocol", bp.get(k), cp.get(k), 0.0, "ok" if bp.get(k) == cp.get(k) else "changed"))
+    elif "rows" in base:  # a sampling table: timings depend on the machine; parameter counts must not move
         bp = {r["method"]: r for r in base["rows"]}
         cp = {r["method"]: r for r in cur.get("rows", [])}
         for m in sorted(set(bp) | set(cp)):

@@ -40,12 +40,12 @@ def check_record(params, rec: dict, experiment: str, method: str, seed: int) -> 
     for key, want in (("experiment", experiment), ("method", method), ("seed", seed)):
         if rec.get(key) != want:
             raise RecordError(f"{path}: its {key} is {rec.get(key)!r}, but its path says {want!r} (a moved or copied record)")
-    have = (rec.get("provenance") or {}).get("params_sha256")
-    from repro.methods import run_hash  # (imports the strategy registry, so only when records are checked)
+    have = (rec.get("provenance") or {}).get("params_raw_sha256")
+    from repro.fingerprint import raw_run_hash  # the raw params the run read (no strategy registry, no torch)
 
-    want_hash = run_hash(params, experiment, method)
+    want_hash = raw_run_hash(params, experiment, method)
     if have != want_hash:
-        raise RecordError(f"{path}: stale, made with other params (params_sha256 {str(have)[:12]} != current "
+        raise RecordError(f"{path}: stale, made with other params (params_raw_sha256 {str(have)[:12]} != current "
                           f"{want_hash[:12]}); re-run `dvc repro`")
     exp = params.experiment(experiment)
     try:

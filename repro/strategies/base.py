@@ -108,6 +108,8 @@ class Strategy:
     quick_options: ClassVar[dict[str, Any]] = {}
     code: ClassVar[tuple[str, ...]] = ()
     builds_on: ClassVar[tuple[str, ...]] = ()
+    full_pool: ClassVar[bool] = False  # trains on the whole pool in one stage and never queries (upper bounds)
+    needs_dropout: ClassVar[bool] = False  # samples the task model's head dropout (MC dropout)
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()

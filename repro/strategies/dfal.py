@@ -22,6 +22,9 @@ class DFALOptions(ScoreOptions):
     # inputs clipped to [0, 1] pixels, unflipped points ranked last.
     variant: str = spec(Choice(("paper", "code")), "paper")
     batch_size: int = spec(Int(1, 1_000_000), 256)
+    # 'code' only: at most this many doublings of the iterations (the reference doubles without a cap; the
+    # suite stops at 10 = 10,240 iterations; smoke runs on barely trained models cap lower)
+    max_doublings: int = spec(Int(0, 20), 10)
 
 
 def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_iter: int = 50,
@@ -102,9 +105,9 @@ class DFALStrategy(ScoreStrategy):
         norms_t, conv_t = torch.cat(norms), torch.cat(conv)
         if o.variant == "paper":
             return -norms_t
-        # cleverhans-style: twice the iterations until at least `budget` examples flip (at most 10 doublings)
+        # cleverhans-style: twice the iterations until at least `budget` examples flip (at most max_doublings)
         total = first_iters
-        while int(conv_t.sum()) < ctx.budget and total < first_iters * 2**10:
+        while int(conv_t.sum()) < ctx.budget and total < first_iters * 2**o.max_doublings:
             results = [deepfool(f, x0, total, o.overshoot, clip, st) for x0, st in states]  # continue: 2x total
             total *= 2
             norms_t = torch.cat([r[0] for r in results])

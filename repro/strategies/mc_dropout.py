@@ -50,6 +50,7 @@ def mc_dropout_probs(ctx: QueryContext, candidates: np.ndarray, passes: int) -> 
 
 
 class _MCScore(ScoreStrategy):
+    needs_dropout = True  # checked when params load: the experiment sets `dropout` (or the backbone has one)
     Options = MCOptions
     quick_options = {"passes": 5}
     score_fn = staticmethod(losses.mc_entropy)
