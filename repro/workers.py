@@ -23,7 +23,21 @@ def default_jobs(device: str, todo: int) -> int:
     return max(1, min(os.cpu_count() or 1, todo))
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (a killed `dvc repro`) stops instead of running on as an orphan."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _init(params_path: str, profile: str | None, experiment: str, threads: int) -> None:
+    _exit_with_parent(os.getppid())
     import torch
 
     torch.set_num_threads(threads)

@@ -106,3 +106,15 @@ def test_first_and_last_stage_selections():
     from repro.report.stats import select_stages
 
     assert select_stages([0, 1, 2, 3], "first") == [0] and select_stages([0, 1, 2, 3], "last") == [3]
+
+
+def test_bootstrap_interval_is_reported_beside_the_t_interval():
+    from repro.report.stats import bootstrap_interval, stage_test
+
+    d = np.array([0.010, 0.012, 0.008, 0.015, 0.011])
+    lo, hi = bootstrap_interval(d)
+    assert lo <= d.mean() <= hi and d.min() <= lo and hi <= d.max()
+    assert bootstrap_interval(d) == (lo, hi)  # seeded
+    out = stage_test("ordering", d)
+    assert out["bootstrap_ci95"] == [lo, hi] and out["holds"] == (out["ci95"][0] > 0)  # the verdict: t-interval
+    assert all(np.isnan(bootstrap_interval(d[:1])))

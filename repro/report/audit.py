@@ -9,6 +9,7 @@ and `describe_rule`; every number carries the run records and commit it came fro
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,6 +372,13 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
             "code_differences": code_differences(registries, params, lambda e: ev.frame(e)[0])}
 
 
+def _stage_delta(s: dict) -> str:
+    """One stage of a paired comparison, in accuracy points: mean Δ [95% t-interval; 95% bootstrap]."""
+    t, b = s.get("ci95") or [math.nan] * 2, s.get("bootstrap_ci95") or [math.nan] * 2
+    return (f"{s['labeled']}: {100 * s['mean']:+.2f} [t {100 * t[0]:+.2f}, {100 * t[1]:+.2f}; "
+            f"boot {100 * b[0]:+.2f}, {100 * b[1]:+.2f}]")
+
+
 def _cell(row: dict) -> str:
     parts = []
     for e in row["evidence"]:
@@ -389,8 +397,9 @@ def _cell(row: dict) -> str:
             per = ", ".join(f"{r:.2f}" for r in e["rho_per_seed"].values())
             parts.append(f"rho({e['methods'][0]}, {e['methods'][1]}) per seed: {per}")
         elif "better" in e:
+            per = ", ".join(_stage_delta(s) for s in e["per_stage"])
             parts.append(f"{e['experiment']}: {e['better_method']} vs {e['than_method']} holds at "
-                         f"{e['stages_holding']}/{e['stages']}")
+                         f"{e['stages_holding']}/{e['stages']} (Δ per stage: {per})")
         else:
             parts.append(f"{e['experiment']}: {e['a_method']} ~ {e['b_method']} holds at "
                          f"{e['stages_holding']}/{e['stages']}")

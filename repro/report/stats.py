@@ -29,6 +29,19 @@ def t_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return (mean - half, mean + half)
 
 
+def bootstrap_interval(d: np.ndarray, level: float = 0.95, resamples: int = 10_000, seed: int = 0
+                       ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `d` (seeded). Reported beside the t-interval; the verdict
+    uses the t-interval, whose coverage holds at 5 seeds where the percentile bootstrap's does not (module
+    docstring). (nan, nan) for fewer than 2 values."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2 or not np.isfinite(d).all():
+        return (math.nan, math.nan)
+    means = d[np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return (float(lo), float(hi))
+
+
 def stage_test(kind: str, d: np.ndarray, margin: float | None = None) -> dict:
     """One stage's evidence for a claim kind, from the paired differences d = a - b over seeds.
 
@@ -39,7 +52,8 @@ def stage_test(kind: str, d: np.ndarray, margin: float | None = None) -> dict:
     """
     d = np.asarray(d, dtype=float)
     out = {"n": int(len(d)), "mean": float(d.mean()) if len(d) else math.nan,
-           "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan, "ci95": list(t_interval(d, 0.95))}
+           "sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan, "ci95": list(t_interval(d, 0.95)),
+           "bootstrap_ci95": list(bootstrap_interval(d, 0.95))}
     if kind == "ordering":
         out["holds"] = bool(out["ci95"][0] > 0)
     elif kind in ("not_better", "parity"):
