@@ -73,6 +73,13 @@ def check_methods(params: Params) -> None:
                 raise ConfigError(f"experiments.{exp_name}.methods[{i}]", m, f"allowed: {sorted(names)}")
         for m, _ in exp.options:
             method_spec(params, m, exp_name)
+        counts = exp.schedule.labeled_counts(exp.pool_size())
+        largest = max((b - a for a, b in zip(counts, counts[1:])), default=0)
+        for m in exp.methods:  # a query picks from its random subset: the subset must hold the budget
+            subset = getattr(method_spec(params, m, exp_name)[1], "subset", None)
+            if subset is not None and subset < largest:
+                raise ConfigError(f"experiments.{exp_name}.options.{m}.subset", subset,
+                                  f"smaller than the largest query budget {largest} of the schedule")
         mc = [m for m in exp.methods if STRATEGIES[registered_method(params, m)].needs_dropout]
         if mc and exp.dropout is None and exp.backbone not in BACKBONES_WITH_DROPOUT:
             raise ConfigError(f"experiments.{exp_name}.dropout", None,

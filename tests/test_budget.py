@@ -26,7 +26,8 @@ def test_estimate_scales_with_the_recipe_and_the_seeds():
              "query_s_per_example": {budget.cost_key(params, name, m): 0.001 for m in exp.methods}}
     base = budget.estimate(params, name, costs)["seconds"] - budget.STAGE_OVERHEAD_S
     steps = budget.stage_steps(params, name)
-    want = len(exp.methods) * len(exp.seeds) * (sum(s for s, _ in steps) * 0.01 + sum(u for _, u in steps[:-1]) * 0.001)
+    want = len(exp.methods) * len(exp.seeds) * (sum(s for s, _ in steps) * 0.01 + sum(u for _, u in steps[:-1]) * 0.001
+                                                 + budget.RUN_FIXED_S)
     want /= budget.REFERENCE_JOBS  # the runs share the cores
     assert base == pytest.approx(want)
     # doubling the epochs doubles the training part

@@ -178,9 +178,9 @@ def test_variants_are_validated_by_the_method_options(base_params):
 def test_experiment_options_override_method_defaults(base_params):
     raw = copy.deepcopy(base_params)
     raw["profile"] = "paper"
-    raw["experiments"]["mcdal_fig3"]["options"] = {"ll": {"subset": 500}}
+    raw["experiments"]["mcdal_fig3"]["options"] = {"ll": {"subset": 5000}}
     params = parse_params(raw)
-    assert method_spec(params, "ll", "mcdal_fig3")[1].subset == 500
+    assert method_spec(params, "ll", "mcdal_fig3")[1].subset == 5000
     assert method_spec(params, "ll")[1].subset == 10000  # LL4AL's default random subset
     raw["experiments"]["mcdal_fig3"]["options"] = {"ll": {"subset": 0}}
     with pytest.raises(ConfigError, match=r"^experiments.mcdal_fig3.options.ll.subset = 0 "):
@@ -198,3 +198,10 @@ def test_config_does_not_import_the_strategy_registry():
     code = "import sys, repro.config; print('repro.strategies' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_query_subset_smaller_than_the_budget_is_caught_before_any_run(base_params):
+    raw = copy.deepcopy(base_params)
+    raw["profiles"]["smoke"]["experiments"]["dal_cifar10_b10000"]["options"]["dfal"]["subset"] = 50
+    with pytest.raises(ConfigError, match=r"dal_cifar10_b[0-9]+.options.dfal.subset = 50 .*largest query budget"):
+        parse_params(raw, "smoke")

@@ -25,8 +25,9 @@ def _write(params: Params, art, summary: dict, md_text: str) -> tuple[Path, Path
     return js, md
 
 
-def _fmt(x: float | None, nd: int = 2) -> str:
-    return "—" if x is None else f"{x:.{nd}f}"
+def _commit(git: dict) -> str:
+    commit = (git or {}).get("commit") or "unknown"
+    return f"commit `{commit[:12]}`" + (" (uncommitted changes)" if (git or {}).get("dirty") else "")
 
 
 def results_summary(params: Params, art: ResultsTable, registry: dict | None, paper_params: Params) -> dict:
@@ -78,7 +79,7 @@ def results_markdown(summary: dict) -> str:
     note = ("Δ = measured mean − paper. A stage is matched by index: in a reduced profile the labeled amounts "
             "differ from the paper's (both columns shown), so Δ there is not a reproduction test; the audit "
             "gives the verdicts (`reports/audit.md`).")
-    return (f"# {summary['title']}\n\nprofile: `{summary['profile']}`, commit `{summary['git']}`\n\n"
+    return (f"# {summary['title']}\n\nprofile: `{summary['profile']}`, {_commit(summary['git'])}\n\n"
             + tabulate(table, head, tablefmt="github") + f"\n\n{note}\n")
 
 
@@ -129,7 +130,7 @@ def protocol_markdown(summary: dict) -> str:
                           "" if p is None or p == pp else "differs"])
     head = ["dataset", "quantity", "paper (supp. Table 1)", "paper profile", f"active profile ({summary['profile']})",
             "paper vs paper profile"]
-    return (f"# {summary['title']}\n\ncommit `{summary['git']}`\n\n" + tabulate(table, head, tablefmt="github")
+    return (f"# {summary['title']}\n\n{_commit(summary['git'])}\n\n" + tabulate(table, head, tablefmt="github")
             + "\n\nA `differs` row is a deliberate choice recorded in `paper_tables/mal.yaml` (protocol.choices), "
               "e.g. CIFAR100's 2% initial pool and splits (Sec. 4.1) where this table says 5000 / 2500.\n")
 
