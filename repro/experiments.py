@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class _Named:
+    """What every artifact shares: its key `<paper>/<name>` (ARTIFACTS, `figure_<paper>_<name>`, reports/<paper>/<name>.*)."""
+
+    paper: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.paper}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Panel:
     """One panel of a curve figure: series drawn from one or more experiments that share the initial pool per
@@ -27,7 +38,7 @@ def panel(title: str, *sources: str | tuple[str, tuple[str, ...]], reference: tu
 
 
 @dataclass(frozen=True)
-class CurveFigure:
+class CurveFigure(_Named):
     """Metric vs labeled amount, mean +/- std over seeds, one line per method, one panel per `Panel`; the
     registry's claimed values for the drawn (experiment, method, stage) are overlaid as markers."""
 
@@ -41,16 +52,12 @@ class CurveFigure:
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
-
-    @property
     def experiments(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e for p in self.panels for e in p.experiments))
 
 
 @dataclass(frozen=True)
-class ResultsTable:
+class ResultsTable(_Named):
     """A paper table of accuracy per (row, labeled stage): Markdown with paper | measured (mean +/- std, n) | delta
     per cell (the paper's numbers from the claims registry whose evidence names the cell) and the JSON behind it."""
 
@@ -60,16 +67,12 @@ class ResultsTable:
     title: str
 
     @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
-
-    @property
     def experiments(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e for _, e, _ in self.rows))
 
 
 @dataclass(frozen=True)
-class ProtocolTable:
+class ProtocolTable(_Named):
     """A paper's dataset/protocol summary beside what the active profile runs (MAL supp. Table 1): per row the
     paper's classes, train/test sizes, initial pool, budget and image size, and the experiment's values."""
 
@@ -81,16 +84,12 @@ class ProtocolTable:
     title: str
 
     @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
-
-    @property
     def experiments(self) -> tuple[str, ...]:
         return ()
 
 
 @dataclass(frozen=True)
-class RankingFigure:
+class RankingFigure(_Named):
     """Ranking-vs-ranking of the unlabeled pool for pairs of methods, each panel with Spearman's rho."""
 
     paper: str
@@ -101,13 +100,9 @@ class RankingFigure:
     groups_from: str = ""  # a CurveFigure key whose per-panel group choice this figure follows
     experiments: tuple[str, ...] = ()
 
-    @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
-
 
 @dataclass(frozen=True)
-class SamplingTable:
+class SamplingTable(_Named):
     """Sampling time of one query at stage 1 on the current device (CIFAR-10-shaped pool; `repro.sampling`) and
     parameter counts (`python -m repro params`) per method, beside the paper's numbers and time ratios
     relative to `reference` (MCDAL Table 1). Markdown + JSON; no training runs needed."""
@@ -120,13 +115,9 @@ class SamplingTable:
     parameter_setting: str = "CIFAR-10, ResNet-18"  # the `python -m repro params` setting of the counts
     experiments: tuple[str, ...] = ()
 
-    @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
-
 
 @dataclass(frozen=True)
-class EmbeddingFigure:
+class EmbeddingFigure(_Named):
     """t-SNE of the task model's features of labeled vs unlabeled samples at several stages, one row per method
     (ADS Fig. 4: ADS against the single-classifier random baseline), with a number per stage for how far the
     labeled and unlabeled feature distributions are apart (`repro.report.embedding`). Reads the features the
@@ -139,10 +130,6 @@ class EmbeddingFigure:
     title: str
     stages: tuple[int, ...] = (0, 1, 2, 3)  # "four learning iterations" (ADS Sec. Progressive Distribution Alignment)
     seed: int = 0  # the seed whose embedding is drawn; the alignment numbers are over every seed
-
-    @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.name}"
 
     @property
     def experiments(self) -> tuple[str, ...]:

@@ -7,9 +7,7 @@ record (timings and provenance aside). Every random choice is seeded by (seed, s
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -26,7 +24,7 @@ from repro.data.pool import ActivePool, indices_sha256
 from repro.fingerprint import raw_run_hash
 from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
-from repro.records import atomic_write_json, provenance
+from repro.records import atomic_write_json, atomic_write_npz, provenance
 from repro.strategies import QueryContext, build_strategy
 from repro.train import accuracy, derive_seed, fit, predict, resolve_device
 
@@ -214,21 +212,6 @@ def stage_features(model, data: ImageData, pool: ActivePool, augmenter, recipe, 
               "labels": labels.cpu().numpy().astype(np.int64), "labeled": is_labeled,
               "labeled_sha256": np.array(pool.sha256())}
     return {"params_sha256": np.array(params_sha256), **{f"stage{stage}_{k}": v for k, v in arrays.items()}}
-
-
-def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez via a temp file in the same directory + rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _feature_stage(key: str) -> int | None:

@@ -10,26 +10,37 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write via a temp file in the same directory + rename: readers never see half a file."""
+def atomic_write(path: Path | str, write: Callable[[Any], None], mode: str = "w") -> None:
+    """`write(file)` into a temp file in the same directory, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_npz(path: Path | str, arrays: dict) -> None:
+    import numpy as np
+
+    atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
 
 
 def atomic_write_json(path: Path | str, obj: Any) -> None:

@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from repro.config import Params
 from repro.experiments import ProtocolTable, ResultsTable
-from repro.records import atomic_write_json, git_commit
+from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.claim_points import claim_points
 from repro.report.runs import check_pool_identity, load_records, stages_frame
 
@@ -18,10 +18,7 @@ def _write(params: Params, art, summary: dict, md_text: str) -> tuple[Path, Path
     out = Path(params.reports_dir) / art.paper
     js, md = out / f"{art.name}.json", out / f"{art.name}.md"
     atomic_write_json(js, summary)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(md_text)
-    tmp.replace(md)
+    atomic_write_text(md, md_text)
     return js, md
 
 
