@@ -41,7 +41,9 @@ def cmd_check(args) -> int:
     print(f"real datasets under {params.data_dir}/:")
     for name in REAL:
         present = real_dataset_present(name, Path(params.data_dir))
-        print(f"  {name:<11} {'present' if present else f'absent (python -m repro data download {name})'}")
+        how = ("place it as data/README.md describes" if name in ("cityscapes", "bdd100k", "voc")
+               else f"python -m repro data download {name}")
+        print(f"  {name:<11} {'present' if present else f'absent ({how})'}")
     return 0
 
 
@@ -121,6 +123,10 @@ def cmd_figure(args) -> int:
         from repro.report.rankings_fig import build_ranking_figure
 
         png, js = build_ranking_figure(params, art)
+    elif isinstance(art, ex.PredictionFigure):
+        from repro.report.predictions import build_prediction_figure
+
+        png, js = build_prediction_figure(params, art)
     elif isinstance(art, ex.EmbeddingFigure):
         from repro.report.embedding import build_embedding_figure
 

@@ -45,7 +45,14 @@ def _datasets():
 
 # the backbones of repro.models.BACKBONES, named here so params validate without importing torch (the figure and
 # audit stages); tests/test_models.py checks the two agree
-BACKBONE_NAMES = ("lenet", "resnet18", "resnet18-imagenet", "vgg16", "wrn28_2")
+BACKBONE_NAMES = ("lenet", "resnet18", "resnet18-imagenet", "vgg16", "wrn28_2", "drn_d_22", "ssd300")
+# the task each backbone solves (classification unless named); the dataset's task must match
+BACKBONE_TASKS = {"drn_d_22": "segmentation", "ssd300": "detection"}
+# what an experiment may report per task (repro.tasks.TASK_METRICS, named here without importing torch)
+TASK_METRICS = {"classification": ("accuracy",), "segmentation": ("miou",),
+                "detection": ("map50_voc07", "map50_coco101")}
+METRIC_LABELS = {"accuracy": "accuracy", "miou": "mIoU", "map50_voc07": "mAP@0.5 (VOC07 11-point)",
+                 "map50_coco101": "mAP@0.5 (101-point)"}
 
 
 def _backbones():
@@ -146,13 +153,17 @@ class Experiment:
     # a per-run subset of the training pool drawn from the run seed: "mal-imbalanced" = MAL Sec. 4.1's
     # CIFAR-100-imbalanced (each run starts from its own imbalanced distribution; the test set stays balanced)
     train_subset: str | None = spec(Optional(Choice(("mal-imbalanced",))), None)
-    metric: str = spec(Choice(("accuracy",)), "accuracy")
+    # the curve's metric: accuracy (classification), miou (segmentation), map50_voc07 (detection)
+    metric: str = spec(Choice(tuple(m for ms in TASK_METRICS.values() for m in ms)), "accuracy")
     # synthetic only: generate this many classes instead of the real dataset's (smoke stand-ins of ImageNet /
     # iNaturalist keep the image shape but not 1,000 / 8,142 classes on a 300-image pool)
     classes: int | None = spec(Optional(Int(2, 100_000)), None)
     # methods whose task-model features (labeled and unlabeled samples) are saved after every stage for an
     # embedding figure (ADS Fig. 4): results/<experiment>/<method>/seed<k>.features.npz
     features_of: tuple[str, ...] = spec(ListOf(Str(), unique=True), ())
+    # methods whose first query saves the model's predictions on the images it picked for a figure (ADS Fig. 7:
+    # the two adversarial classifiers' detections): results/<experiment>/<method>/seed<k>.predictions.npz
+    predictions_of: tuple[str, ...] = spec(ListOf(Str(), unique=True), ())
     # per-method option overrides for this experiment: {method: {option: value}} (checked by the method's
     # Options after parsing; merged over a variant's options)
     options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
@@ -254,12 +265,20 @@ def _cross_checks(params: Params) -> None:
         if exp.classes is not None and not exp.synthetic:
             raise ConfigError(f"{key}.classes", exp.classes, "only synthetic datasets take a class count (the real "
                               "dataset's classes are fixed)")
-        for m in exp.features_of:
-            if m not in exp.methods:
-                raise ConfigError(f"{key}.features_of", m, f"not one of the experiment's methods {list(exp.methods)}")
+        for field_name in ("features_of", "predictions_of"):
+            for m in getattr(exp, field_name):
+                if m not in exp.methods:
+                    raise ConfigError(f"{key}.{field_name}", m, f"not one of the experiment's methods {list(exp.methods)}")
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)
+        model_task = BACKBONE_TASKS.get(exp.backbone, "classification")
+        if model_task != full.task:
+            raise ConfigError(f"{key}.backbone", exp.backbone, f"solves {model_task}, but {exp.dataset} is a "
+                              f"{full.task} dataset")
+        if exp.metric not in TASK_METRICS[full.task]:
+            raise ConfigError(f"{key}.metric", exp.metric, f"{exp.dataset} is a {full.task} dataset: expected one of "
+                              f"{list(TASK_METRICS[full.task])}")
         if not exp.synthetic:
             for k, cap in (("train_size", full.train_size), ("test_size", full.test_size)):
                 v = getattr(exp, k)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.config import Params
+from repro.config import METRIC_LABELS, Params
 from repro.methods import stage_code_deps
 
 TABLE_DEPS = ["repro/sampling.py", "repro/params_table.py", "repro/report", "repro/experiments.py"]
@@ -93,7 +93,7 @@ def generate(params: Params, raw: dict) -> dict:
                 outs.append(str(path))
                 plots.append({str(path): {"x": "x", "y": plot_columns(params, art, p), "title": art.title if len(art.panels) == 1 else f"{art.title}: {p.title}",
                                           "x_label": "% labeled" if art.x == "labeled_fraction" else "labeled examples",
-                                          "y_label": "test accuracy (%)"}})
+                                          "y_label": f"test {METRIC_LABELS[params.experiment(p.experiments[0]).metric]} (%)"}})
         stages[stage] = {"cmd": f"python -m repro figure {key}", "deps": deps, "params": ["profile"] + exp_keys,
                          "outs": outs}
         if not is_table:

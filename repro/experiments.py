@@ -136,13 +136,32 @@ class EmbeddingFigure(_Named):
         return (self.experiment,)
 
 
+@dataclass(frozen=True)
+class PredictionFigure(_Named):
+    """A method's predictions on the images its first query picked (ADS Fig. 7: the original images, then the
+    detections of adversarial classifier 1 and of classifier 2, redder = higher score), from the run's
+    `predictions_of` file; the JSON lists the boxes and per-image score discrepancy."""
+
+    paper: str
+    name: str
+    experiment: str
+    method: str
+    title: str
+    seed: int = 0
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return (self.experiment,)
+
+
 DAL_GROUPS = (("Uncertainty", ("entropy", "least-confidence")), ("DBAL", ("mc-entropy", "mc-variation-ratio")))
 ADS_TABLE1_ROWS = (("Baseline (one classifier, random)", "ads_cifar10", "ads-baseline"),
                    ("Non, random selection", "ads_cifar10", "ads-non-random"),
                    ("Non, Ent. (sel.)", "ads_cifar10", "ads-non"),
                    ("Ent. (w.) + Ent. (sel.)", "ads_cifar10", "ads-ent"),
                    ("Cal. + Ent. (sel.) = ADS", "ads_cifar10", "ads"))
-Artifact = CurveFigure | RankingFigure | SamplingTable | EmbeddingFigure | ResultsTable | ProtocolTable
+Artifact = (CurveFigure | RankingFigure | SamplingTable | EmbeddingFigure | ResultsTable | ProtocolTable
+            | PredictionFigure)
 
 
 def _daal(fig: str, title: str, *panels: Panel) -> CurveFigure:
@@ -162,6 +181,7 @@ ARTIFACTS: dict[str, Artifact] = {
                     "MCDAL Fig. 7: distance measure d(., .), CIFAR-10"),
         CurveFigure("mcdal", "fig8", (panel("F1~2 (mcdal), F1~4, F1~6, F1~8", ("mcdal_fig3", ("mcdal",)), "mcdal_fig8"),),
                     "MCDAL Fig. 8: number of auxiliary classifiers, CIFAR-10"),
+        CurveFigure("mcdal", "fig6", (panel("Cityscapes, DRN-D-22", "mcdal_fig6"),), "MCDAL Fig. 6: Cityscapes mIoU, DRN"),
         SamplingTable("mcdal", "table1", ("coreset", "ll", "vaal", "sraal", "mcdal"), "mcdal",
                       "MCDAL Table 1: sampling time at stage 1 and parameters (CIFAR-10, ResNet-18)"),
         # ADS (Fu et al.): Tables 1-2, Fig. 4 t-SNE, Fig. 5 a-c
@@ -176,24 +196,35 @@ ARTIFACTS: dict[str, Artifact] = {
                                     panel("(b) CIFAR-10, VGG-16", "ads_fig5_vgg16"),
                                     panel("(c) CIFAR-100, ResNet-18", "ads_fig5_cifar100")),
                     "ADS Fig. 5: ADS vs Core-set, VAAL, LL4AL, SRAAL"),
-        # DAAL (Wang et al.): CIFAR panels of Fig. 3-6 (Cityscapes panels come with the segmentation task)
-        _daal("fig3", "DAAL Fig. 3: CIFAR10 / CIFAR100, WRN-28-2 (U.B. = all data labeled)",
+        CurveFigure("ads", "fig6", (panel("PASCAL VOC, SSD300-VGG16", "ads_fig6_voc"),),
+                    "ADS Fig. 6: object detection, PASCAL VOC (mAP@0.5, VOC07 11-point)", x="labeled"),
+        PredictionFigure("ads", "fig7", "ads_fig6_voc", "ads",
+                         "ADS Fig. 7: detections of the two adversarial classifiers (score > 0.3, NMS IoU 0.5)"),
+        # DAAL (Wang et al.): Fig. 3-6, CIFAR (WRN-28-2) and Cityscapes (DRN-D-22, mIoU) panels
+        _daal("fig3", "DAAL Fig. 3: CIFAR10 / CIFAR100, WRN-28-2; Cityscapes, DRN (U.B. = all data labeled)",
               panel("CIFAR10", "daal_fig3_cifar10", reference=("daal_full_cifar10", "upper-bound")),
-              panel("CIFAR100", "daal_fig3_cifar100", reference=("daal_full_cifar100", "upper-bound"))),
+              panel("CIFAR100", "daal_fig3_cifar100", reference=("daal_full_cifar100", "upper-bound")),
+              panel("Cityscapes (mIoU)", "daal_fig3_cityscapes", reference=("daal_full_cityscapes", "upper-bound"))),
         _daal("fig4", "DAAL Fig. 4: VAAL with task features (TF) and random subsets (RSS)",
               panel("CIFAR10", ("daal_fig3_cifar10", ("daal", "ll", "vaal")), "daal_fig4_cifar10"),
               panel("CIFAR100", ("daal_fig3_cifar100", ("daal", "ll", "vaal")), "daal_fig4_cifar100")),
-        CurveFigure("daal", "fig5", tuple(panel(f"{d.upper()} budget {b}", f"daal_fig5_{d}_b{b}")
-                                          for d in ("cifar10", "cifar100") for b in (250, 1000, 2500)),
+        CurveFigure("daal", "fig5", tuple(panel(f"{t} budget {b}", f"daal_fig5_{d}_b{b}")
+                                          for d, t, budgets in (("cifar10", "CIFAR10", (250, 1000, 2500)),
+                                                                ("cifar100", "CIFAR100", (250, 1000, 2500)),
+                                                                ("cityscapes", "Cityscapes", (30, 75, 150)))
+                                          for b in budgets),
                     "DAAL Fig. 5: LL with / without RSS, with Core-set, with RD, per budget size", x="labeled"),
         _daal("fig6", "DAAL Fig. 6: one discriminator only (uDis / rDis)",
               panel("CIFAR10", ("daal_fig3_cifar10", ("random", "ll", "daal")), "daal_fig6_cifar10"),
-              panel("CIFAR100", ("daal_fig3_cifar100", ("random", "ll", "daal")), "daal_fig6_cifar100")),
+              panel("CIFAR100", ("daal_fig3_cifar100", ("random", "ll", "daal")), "daal_fig6_cifar100"),
+              panel("Cityscapes (mIoU)", ("daal_fig3_cityscapes", ("random", "ll", "daal")), "daal_fig6_cityscapes")),
         # MAL (Ebrahimi et al.): Fig. 3, Fig. 5 ablations, supplementary Tables 1-2
         CurveFigure("mal", "fig3", (panel("ImageNet", "mal_fig3_imagenet"), panel("iNaturalist2018", "mal_fig3_inat2018"),
                                     panel("CIFAR100", "mal_fig3_cifar100"),
                                     panel("CIFAR100-Imbalanced", "mal_fig3_cifar100_imbalanced")),
                     "MAL Fig. 3: classification, ResNet-18"),
+        CurveFigure("mal", "fig4", (panel("BDD100K (mIoU), DRN-D-22", "mal_fig4_bdd100k"),),
+                    "MAL Fig. 4: semantic segmentation, BDD100K"),
         CurveFigure("mal", "fig5", (panel("CIFAR100", ("mal_fig3_cifar100", ("random", "mal")), "mal_fig5_cifar100"),),
                     "MAL Fig. 5: ablations (minimax entropy, discriminator, selection criterion)"),
         ProtocolTable("mal", "supp_table1", (("CIFAR100", "mal_fig3_cifar100", "cifar100"),

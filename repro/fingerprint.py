@@ -21,6 +21,7 @@ def raw_run_hash(params: Params, experiment: str, method: str) -> str:
     for key in ("methods", "seeds", "paper"):
         exp.pop(key)
     exp["features_of"] = method in exp["features_of"]
+    exp["predictions_of"] = method in exp["predictions_of"]
     variants = {name: (registered, dict(opts)) for name, (registered, opts) in params.variants}
     registered = variants[method][0] if method in variants else method
     payload = {"experiment": exp, "recipe": asdict(params.recipe(params.experiment(experiment).recipe)),

@@ -26,11 +26,13 @@ from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
 from repro.records import atomic_write_json, atomic_write_npz, provenance
 from repro.strategies import QueryContext, build_strategy
-from repro.train import accuracy, derive_seed, fit, predict, resolve_device
+from repro.tasks import task_of
+from repro.train import derive_seed, embeddings, fit, resolve_device
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
 FEATURES_PER_SIDE = 500  # labeled and unlabeled examples whose features a `features_of` run saves per stage
 FEATURE_FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")
+PREDICTION_IMAGES = 6  # images of the first query whose predictions a `predictions_of` run saves
 
 
 class StopAfterStage(RuntimeError):
@@ -52,6 +54,11 @@ def record_path(params: Params, experiment: str, method: str, seed: int) -> Path
 
 def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> Path:
     return Path(params.checkpoint_dir) / experiment / method / f"seed{seed}"
+
+
+def predictions_path(params: Params, experiment: str, method: str, seed: int) -> Path:
+    """The first query's `prediction_maps` of a `predictions_of` run (read by `repro.report.detections`)."""
+    return Path(params.results_dir) / experiment / method / f"seed{seed}.predictions.npz"
 
 
 def features_path(params: Params, experiment: str, method: str, seed: int) -> Path:
@@ -99,6 +106,7 @@ def run(
     data = run_data(exp, data, seed)
     counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
     strategy = build_strategy(*method_spec(params, method, experiment))
+    task = task_of(data)
     augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
     key = run_key(params, experiment, method, seed)
     ckpt = checkpoint_dir(params, experiment, method, seed)
@@ -142,7 +150,8 @@ def run(
                       progress=f"stage {stage} train" if progress else None,
                       state=None if strategy.reinit_each_stage else method_state)
         method_state = trained.state
-        value = accuracy(model, data.test_x, data.test_y, None, augmenter, recipe.eval_batch_size, recipe.bf16)
+        scores = task.evaluate(model, data.test_x, data.test_y, augmenter, recipe.eval_batch_size, recipe.bf16)
+        value = scores[exp.metric]
         train_seconds = time.perf_counter() - t0
         if save_features:  # after training, before the query: the model that picks this stage's queries
             features.update(stage_features(model, data, pool, augmenter, recipe, seed, stage, key["params_sha256"]))
@@ -150,14 +159,20 @@ def run(
             "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
             "metric": exp.metric, "value": value, **state["pending"], "labeled_sha256": pool.sha256(),
             "train_seconds": train_seconds,
+            # every metric the task reports, where it reports more than the experiment's own (detection)
+            **({"metrics": scores} if len(scores) > 1 else {}),
         })
-        bar.set_postfix(acc=f"{value:.3f}")
+        bar.set_postfix({exp.metric: f"{value:.3f}"})
         state["pending"] = None
         if stage + 1 < len(counts):
             ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage, state=method_state)
             t0 = time.perf_counter()
             picked = np.asarray(strategy.query(ctx, counts[stage + 1] - counts[stage]), dtype=np.int64)
             query_seconds = time.perf_counter() - t0
+            if stage == 0 and method in exp.predictions_of:  # what the first query saw on the images it picked
+                arrays = strategy.prediction_maps(ctx, picked[:PREDICTION_IMAGES])
+                atomic_write_npz(ckpt / "predictions.npz", {"params_sha256": np.array(key["params_sha256"]),
+                                                             "indices": picked[:PREDICTION_IMAGES], **arrays})
             pool.label(picked)
             state["pending"] = {"selected_sha256": indices_sha256(picked), "selected": len(picked),
                                 "selected_classes": _class_counts(data, picked), "query_seconds": query_seconds}
@@ -186,6 +201,9 @@ def run(
     }
     if save_features:  # (again: a resumed run with no stage left, after DVC removed the outs)
         atomic_write_npz(features_path(params, experiment, method, seed), features)
+    if method in exp.predictions_of and (ckpt / "predictions.npz").is_file():  # results/ may have been wiped
+        with np.load(ckpt / "predictions.npz") as z:
+            atomic_write_npz(predictions_path(params, experiment, method, seed), {k: z[k] for k in z.files})
     atomic_write_json(out, record)
     return record
 
@@ -206,7 +224,7 @@ def stage_features(model, data: ImageData, pool: ActivePool, augmenter, recipe, 
     pool indices, class labels, labeled flags and the fingerprint of the labeled set (the record's
     `labeled_sha256` of this stage): the arrays `stage<k>_<field>` of the run's features file (ADS Fig. 4)."""
     idx, is_labeled = feature_sample(pool, seed, stage)
-    _, feats = predict(model, data.train_x, idx, augmenter, recipe.eval_batch_size, recipe.bf16)
+    feats = embeddings(model, data.train_x, idx, augmenter, recipe.eval_batch_size, recipe.bf16, task_of(data))
     labels = data.train_y[torch.as_tensor(idx, device=data.train_y.device)]
     arrays = {"features": feats.cpu().numpy().astype(np.float16), "indices": idx,
               "labels": labels.cpu().numpy().astype(np.int64), "labeled": is_labeled,
@@ -239,7 +257,7 @@ def _load_checkpoint_features(ckpt: Path, next_stage: int) -> dict[str, np.ndarr
 def _class_counts(data: ImageData, indices) -> list[int]:
     """How many of the selected examples belong to each class (a query's class balance, e.g. DAL Sec. 5.4 on EGL)."""
     labels = data.train_y[torch.as_tensor(np.asarray(indices, dtype=np.int64), device=data.train_y.device)]
-    return torch.bincount(labels, minlength=data.num_classes).tolist()
+    return task_of(data).class_counts(labels, data.num_classes)
 
 
 def run_data(exp, data: ImageData, seed: int) -> ImageData:

@@ -15,6 +15,7 @@ from typing import Any
 
 from repro import config
 from repro.config import Params
+from repro.data.specs import get_spec
 from repro.records import PACKAGE_DIR
 from repro.schema import Choice, ConfigError, build
 from repro.strategies import STRATEGIES
@@ -23,7 +24,7 @@ from repro.strategies import STRATEGIES
 # strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
 # method reruns only that method's runs.
 CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py", "train.py",
-             "loop.py", "records.py", "strategies/__init__.py", "strategies/base.py")
+             "loop.py", "records.py", "tasks.py", "metrics.py", "strategies/__init__.py", "strategies/base.py")
 
 
 def registered_method(params: Params, name: str) -> str:
@@ -80,8 +81,14 @@ def check_methods(params: Params) -> None:
             if subset is not None and subset < largest:
                 raise ConfigError(f"experiments.{exp_name}.options.{m}.subset", subset,
                                   f"smaller than the largest query budget {largest} of the schedule")
+        task = get_spec(exp.dataset).task
+        for m in exp.methods:  # no method falls back to another reading on a task it does not define
+            cls = STRATEGIES[registered_method(params, m)]
+            if task not in cls.tasks:
+                raise ConfigError(f"experiments.{exp_name}.methods", m,
+                                  f"{cls.name} has no {task} reading (it defines: {', '.join(cls.tasks)})")
         mc = [m for m in exp.methods if STRATEGIES[registered_method(params, m)].needs_dropout]
-        if mc and exp.dropout is None and exp.backbone not in BACKBONES_WITH_DROPOUT:
+        if mc and exp.dropout is None and exp.backbone not in BACKBONES_WITH_DROPOUT and task == "classification":
             raise ConfigError(f"experiments.{exp_name}.dropout", None,
                               f"{mc} sample the task model's head dropout: set `dropout` (e.g. 0.5); "
                               f"{exp.backbone} has none by default")
@@ -115,7 +122,8 @@ def run_hash(params: Params, experiment: str, method: str) -> str:
     exp = asdict(params.experiment(experiment))
     for key in ("methods", "seeds", "options", "paper"):
         exp.pop(key)
-    exp["features_of"] = method in exp["features_of"]  # only the methods whose features are saved
+    exp["features_of"] = method in exp["features_of"]
+    exp["predictions_of"] = method in exp["predictions_of"]  # only the methods whose features are saved
     spec_ = method_spec(params, method, experiment)
     payload = {"experiment": exp, "recipe": asdict(params.recipe(params.experiment(experiment).recipe)),
                "method": [spec_[0], asdict(spec_[1])]}

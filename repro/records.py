@@ -67,11 +67,11 @@ def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: s
     import numpy
     import torch
 
-    try:
-        import torchvision
+    try:  # the installed version without importing it (importing torchvision costs ~2 s per process)
+        from importlib.metadata import PackageNotFoundError, version
 
-        tv = torchvision.__version__
-    except ImportError:
+        tv = version("torchvision")
+    except PackageNotFoundError:
         tv = None
     dev_name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else platform.processor() or "cpu"
     return {

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.recipe import Recipe, learning_rate
 from repro.seeding import derive_seed
+from repro.tasks import Task, task_of
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -165,6 +165,7 @@ class TrainContext:
             model, recipe, augmenter, gen, device, data,
         )
         self.state = state if state is not None else nn.ModuleDict()
+        self.task: Task = task_of(data)
         self.optimizers: list[ScheduledOptimizer] = []
         self.task_optimizer = self.make_optimizer(model.parameters())
         self.labeled_stream: BatchStream | None = None  # set by fit (the cycled labeled stream)
@@ -241,16 +242,30 @@ class TrainContext:
             idx = self.unlabeled_stream.next()
         return self.prepare(self.data.train_x[idx], gen=self.unlabeled_gen)
 
+    def labeled_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented labeled batch (x, y) of these indices, targets transformed with their images (masks and
+        boxes flip with them); classification draws exactly what `prepare` draws."""
+        if self.task.name == "classification" or isinstance(self.data, FeatureData):
+            return self.prepare(self.data.train_x[idx]), self.data.train_y[idx]
+        if isinstance(self.augmenter, NoAugment):
+            return self.data.train_x[idx], self.data.train_y[idx]
+        x, y = self.augmenter.train_pair(self.data.train_x[idx], self.data.train_y[idx], self.gen, self.task.name)
+        return device_layout(x, self.device), y
+
     def next_labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh augmented labeled batch (x, y) from the cycled labeled stream, for methods that take more
         steps per iteration than the trainer's one labeled batch (VAAL's two VAE steps)."""
-        idx = self.labeled_stream.next()
-        return self.prepare(self.data.train_x[idx]), self.data.train_y[idx]
+        return self.labeled_batch(self.labeled_stream.next())
+
+    def task_loss(self, out, y: torch.Tensor) -> torch.Tensor:
+        """The task's mean training loss of a model output (classification: cross-entropy)."""
+        return self.task.loss(self.model, out, y)
 
     def default_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on the labeled batch, one step of the task optimizer; returns the detached loss."""
+        """The task's loss on the labeled batch (classification: cross-entropy), one step of the task optimizer;
+        returns the detached loss."""
         with self.autocast():
-            loss = F.cross_entropy(self.model(x).logits.float(), y)
+            loss = self.task_loss(self.model(x), y)
         return self.step(self.task_optimizer, loss)
 
 
@@ -372,18 +387,19 @@ def fit(
                 lr = hook.learning_rate(recipe, epoch, i, len(batches), len(train_idx))
                 ctx.set_learning_rates(lr, epoch, i, len(batches))
                 if driver == "labeled":
-                    x, y = ctx.prepare(data.train_x[idx]), data.train_y[idx]
+                    x, y = ctx.labeled_batch(idx)
                 else:
                     ctx._driving_unlabeled = idx
                     x = y = None
                     if driver == "unlabeled+labeled":
-                        lidx = stream.next()
-                        x, y = ctx.prepare(data.train_x[lidx]), data.train_y[lidx]
+                        x, y = ctx.labeled_batch(stream.next())
                 loss_sum += hook.training_step(ctx, x, y)
                 ctx._driving_unlabeled = None
             n_batches += len(batches)
         steps += n_batches
         if val_t.numel() and epoch >= recipe.best_after_epoch:
+            if ctx.task.name != "classification":
+                raise ValueError("validation_fraction (best-epoch selection) is defined for classification only")
             acc = accuracy(model, data.train_x, data.train_y, val_t, augmenter, recipe.eval_batch_size, recipe.bf16)
             if acc > best_acc:
                 best_acc, best_epoch = acc, epoch
@@ -422,6 +438,35 @@ def predict(
         logits.append(out.logits.float())
         feats.append(out.features.float())
     return torch.cat(logits), torch.cat(feats)
+
+
+@torch.no_grad()
+def map_outputs(model: nn.Module, images: torch.Tensor, indices, augmenter, fn: Callable, batch_size: int = 1024,
+                bf16: bool = True):
+    """fn(model output) of images[indices] in eval mode, chunk by chunk on the device, concatenated (a tensor or a
+    tuple of tensors): dense outputs reduce per image inside `fn`, so no N x H x W map is ever held whole."""
+    device = images.device
+    idx = torch.arange(len(images), device=device) if indices is None else torch.as_tensor(indices, device=device)
+    model.eval()
+    parts = []
+    for chunk in idx.split(batch_size):
+        x = device_layout(augmenter.eval(images[chunk]), device)
+        with autocast(device, bf16):
+            out = model(x)
+        parts.append(fn(out))
+    if parts and isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return torch.cat(parts)
+
+
+def embeddings(model: nn.Module, images: torch.Tensor, indices, augmenter, batch_size: int = 1024,
+               bf16: bool = True, task: Task | None = None) -> torch.Tensor:
+    """(N, D) fp32 per-image features: the penultimate features (classification: `predict`'s), dense feature
+    maps pooled by the task."""
+    if task is None or task.name == "classification":
+        return predict(model, images, indices, augmenter, batch_size, bf16)[1]
+    return map_outputs(model, images, indices, augmenter, lambda out: task.pool(out.features.float()), batch_size,
+                       bf16)
 
 
 def accuracy(model, images, labels, indices, augmenter, batch_size=1024, bf16=True) -> float:

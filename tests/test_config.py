@@ -67,7 +67,7 @@ BAD = [
     (f"{E}.schedule", {"initial_size": 5000, "query_size": 0, "queries": 3}, f"{E}.schedule.query_size", "[1"),
     (f"{E}.schedule", {"initial_size": 40000, "query_size": 5000, "queries": 3}, f"{E}.schedule.query_size", "exceeds the pool"),
     (f"{E}.schedule", {"initial_size": 100, "step_fraction": 0.1}, f"{E}.schedule", "either"),
-    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['ads_cifar', 'daal_wrn', 'dal_lenet', 'dal_vgg', 'mal_cifar', 'mal_imagenet', 'mcdal_caltech', 'mcdal_cifar']"),
+    (f"{E}.recipe", "nope", f"{E}.recipe", "allowed: ['ads_cifar', 'ads_ssd', 'daal_drn', 'daal_wrn', 'dal_lenet', 'dal_vgg', 'mal_cifar', 'mal_drn', 'mal_imagenet', 'mcdal_caltech', 'mcdal_cifar', 'mcdal_drn']"),
     (f"{E}.width", 0, f"{E}.width", "(0.0, 16.0]"),
     (f"{E}.train_size", 60000, f"{E}.train_size", "at most 50000"),
     (f"{E}.seeds", _DELETE, f"{E}.seeds", "required"),

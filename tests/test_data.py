@@ -35,7 +35,8 @@ def assert_one_line(err: DataError, where, *phrases: str) -> str:
     return msg
 
 
-@pytest.mark.parametrize("name", sorted(n for n in EMBEDDED if n.startswith("synthetic-") and n != "synthetic-caltech101"))
+@pytest.mark.parametrize("name", sorted(n for n in EMBEDDED if n.startswith("synthetic-") and n != "synthetic-caltech101"
+                                       and EMBEDDED[n].task == "classification"))
 def test_synthetic_mimics_shape_and_is_deterministic(name):
     spec = get_spec(name)
     n, m = (600, 200) if spec.height <= 64 else (150, 50)  # 224-px stand-ins (ImageNet, iNaturalist): fewer
@@ -78,7 +79,8 @@ def test_missing_real_dataset_is_one_clear_error(tmp_path, monkeypatch):
         with pytest.raises(DatasetMissingError) as exc:
             load_dataset(name, tmp_path)
         msg = str(exc.value)
-        assert "\n" not in msg and f"repro data download {name}" in msg and str(tmp_path) in msg
+        how = "data/README.md" if REAL[name].task != "classification" else f"repro data download {name}"
+        assert "\n" not in msg and how in msg and str(tmp_path) in msg
         assert not real_dataset_present(name, tmp_path)
 
 

@@ -39,7 +39,7 @@ def test_width_multiplier_shrinks_and_dropout_option():
     assert count_parameters(small) < 250_000
     m = build_model("resnet18", 10, 3, (32, 32), dropout=0.3)
     assert any(isinstance(x, torch.nn.Dropout) for x in m.head.modules())
-    assert set(BACKBONES) == {"resnet18", "resnet18-imagenet", "vgg16", "lenet", "wrn28_2"}
+    assert set(BACKBONES) == {"resnet18", "resnet18-imagenet", "vgg16", "lenet", "wrn28_2", "drn_d_22", "ssd300"}
     from repro.config import BACKBONE_NAMES
 
     assert set(BACKBONE_NAMES) == set(BACKBONES)  # params validate without importing torch

@@ -97,6 +97,19 @@ def random_rotate(x: torch.Tensor, gen: torch.Generator, degrees: float = ROTATI
     return out.to(x.dtype)
 
 
+def flip_targets(y: torch.Tensor, flip: torch.Tensor, width: int, task: str) -> torch.Tensor:
+    """Targets of horizontally flipped images (`flip`: (B,) bool): masks (B, H, W) mirrored; boxes (B, M, 6)
+    x1' = W - x2, x2' = W - x1 on real rows (padding rows, class -1, stay -1)."""
+    if task == "segmentation":
+        return torch.where(flip[:, None, None], y.flip(-1), y)
+    if task == "detection":
+        mirrored = y.clone()
+        mirrored[..., 0], mirrored[..., 2] = width - y[..., 2], width - y[..., 0]
+        keep = (~flip)[:, None, None] | (y[..., 4:5] < 0)
+        return torch.where(keep, y, mirrored)
+    raise ValueError(f"unknown task {task!r}")
+
+
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 -> float in [0, 1] -> (x - mean) / std, per channel. mean/std are (C,) tensors on x's device."""
     return (x.float() / 255.0 - mean[None, :, None, None]) / std[None, :, None, None]
@@ -126,6 +139,22 @@ class Augmenter:
         if "rotate" in self.names:
             x = random_rotate(x, gen)
         return normalize(x, self.mean, self.std)
+
+    def train_pair(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, task: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An augmented labeled batch with its targets transformed alike: classification labels pass unchanged
+        (exactly `train`); segmentation masks and detection boxes take the same horizontal flips as their images.
+        Dense tasks accept `flip` only (MAL Sec. 4.2: flips; DAAL: no augmentation)."""
+        if task == "classification":
+            return self.train(x, gen), y
+        unsupported = [n for n in self.names if n != "flip"]
+        if unsupported:
+            raise ValueError(f"augmentation(s) {unsupported} are not defined for {task} targets; use [flip] or []")
+        if "flip" in self.names:
+            flip = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = flip_targets(y, flip, x.shape[-1], task)
+        return normalize(x, self.mean, self.std), y
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:
         if _stored_resized(x):

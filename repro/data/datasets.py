@@ -33,6 +33,12 @@ class ImageData:
                 raise ValueError(f"{name} must be uint8 of shape (N, *{self.spec.stored_shape}), got {t.dtype} {tuple(t.shape)}")
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
             raise ValueError("images and labels differ in length")
+        if self.spec.task != "classification":
+            from repro.tasks import get_task
+
+            task = get_task(self.spec.task)
+            task.check_targets(self.train_y, len(self.train_x), self.spec.num_classes, f"{self.spec.name} train")
+            task.check_targets(self.test_y, len(self.test_x), self.spec.num_classes, f"{self.spec.name} test")
 
     @property
     def num_classes(self) -> int:
@@ -88,6 +94,13 @@ def load_dataset(
         if not name.startswith("synthetic-"):
             raise ValueError(f"{name}: only synthetic datasets take a class count")
         spec = replace(spec, num_classes=classes)
+    if name.startswith("synthetic-") and spec.task != "classification":
+        from repro.data.synthetic_dense import make_synthetic_dense
+
+        if imbalance != 1.0:
+            raise ValueError(f"{name}: the dense stand-ins take no class imbalance")
+        parts = make_synthetic_dense(spec, train_size or spec.train_size, test_size or spec.test_size)
+        return ImageData(spec, *parts).to(device)
     if name.startswith("synthetic-"):
         sizes = (train_size or spec.train_size, test_size or spec.test_size)
         parts = make_synthetic(spec, *sizes, imbalance=imbalance)

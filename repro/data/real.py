@@ -171,6 +171,20 @@ def _large(name: str):
     return load
 
 
+def _dense(name: str):
+    """The segmentation / detection loaders (repro/data/dense_real.py): files placed by hand, never downloaded."""
+
+    def load(root: Path, download: bool, train_size: int | None = None, test_size: int | None = None):
+        if download:
+            raise DatasetMissingError(f"{name} cannot be downloaded by this tool (registration required): place it "
+                                      f"under {root}/ as data/README.md describes")
+        from repro.data.dense_real import load_dense_real
+
+        return load_dense_real(name, root, train_size, test_size)
+
+    return load
+
+
 LOADERS = {
     "cifar10": lambda root, dl: _cifar("cifar10", root, dl),
     "cifar100": lambda root, dl: _cifar("cifar100", root, dl),
@@ -178,9 +192,10 @@ LOADERS = {
     "caltech101": _caltech101,
     "imagenet": _large("imagenet"),
     "inat2018": _large("inat2018"),
+    **{name: _dense(name) for name in ("cityscapes", "bdd100k", "voc")},
 }
 # Loaders that subsample before decoding (the whole set does not fit in memory); the others return full splits.
-SUBSETTING = frozenset({"imagenet", "inat2018"})
+SUBSETTING = frozenset({"imagenet", "inat2018", "cityscapes", "bdd100k", "voc"})
 
 
 def load_real(name: str, data_dir: Path, download: bool = False, train_size: int | None = None,
@@ -207,6 +222,9 @@ MARKERS = {
     "caltech101": "caltech101",
     "imagenet": "train",
     "inat2018": "2018",
+    "cityscapes": "gtFine",
+    "bdd100k": "labels/sem_seg/masks",
+    "voc": "VOCdevkit",
 }
 
 

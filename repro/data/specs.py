@@ -13,6 +13,17 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # at RESIZE_SIZE x RESIZE_SIZE (shorter side resized, centre square) and cropped to CROP_SIZE on the device
 # (repro/data/augment.py, `crop224`; evaluation takes the centre crop).
 RESIZE_SIZE, CROP_SIZE = 256, 224
+# DRN's Cityscapes statistics (fyu/drn info.json, REFERENCE.md section 10)
+CITYSCAPES_MEAN, CITYSCAPES_STD = (0.290101, 0.328081, 0.286964), (0.182954, 0.186566, 0.184475)
+# torchvision's ssd300_vgg16 transform: mean subtraction on the 0..255 scale, no division ((x/255 - m) / (1/255))
+SSD_MEAN, SSD_STD = (0.48235, 0.45882, 0.40784), (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
+TASKS = ("classification", "segmentation", "detection")
+# Targets per task (what loaders return and ImageData holds as train_y / test_y):
+#   classification: int64 (N,) class ids
+#   segmentation:   uint8 (N, H, W) train ids 0..C-1, IGNORE_INDEX where unlabeled
+#   detection:      float32 (N, M, 6) rows [x1, y1, x2, y2, class 0..C-1, difficult 0/1] in stored-image pixels,
+#                   padded with rows of -1 (class -1); C excludes the background
+IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class DatasetSpec:
     # (H, W) the images are held at when it differs from the model's input (height, width): the ImageNet-scale
     # datasets are kept at 256 x 256 and cropped to 224 x 224 on the device. None: held at (height, width).
     stored_size: tuple[int, int] | None = None
+    task: str = "classification"  # one of TASKS: what the targets are and how a model is scored
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -57,6 +69,15 @@ REAL = {
                             stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
     "inat2018": DatasetSpec("inat2018", 3, 224, 224, 8_142, 437_513, 24_426, IMAGENET_MEAN, IMAGENET_STD, True,
                             stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
+    # Cityscapes fine: 2,975 train frames (MCDAL's pool); the 500 val frames are the test set (test labels are not
+    # public). Stored resized to 688 x 688 (VAAL / TOD's Scale(688, 688), REFERENCE.md section 10: no paper states one).
+    "cityscapes": DatasetSpec("cityscapes", 3, 688, 688, 19, 2_975, 500, CITYSCAPES_MEAN, CITYSCAPES_STD, True,
+                              task="segmentation"),
+    # BDD100K 10K segmentation: 7,000 train / 1,000 val (MAL supp. Table 1), resized to 224 x 224 (MAL Sec. 4.2)
+    "bdd100k": DatasetSpec("bdd100k", 3, 224, 224, 19, 7_000, 1_000, IMAGENET_MEAN, IMAGENET_STD, True,
+                           task="segmentation"),
+    # PASCAL VOC 07+12 trainval (16,551) / 07 test (4,952), resized to SSD300's 300 x 300, 20 object classes
+    "voc": DatasetSpec("voc", 3, 300, 300, 20, 16_551, 4_952, SSD_MEAN, SSD_STD, True, task="detection"),
 }
 
 EMBEDDED = {
@@ -65,10 +86,16 @@ EMBEDDED = {
 }
 # Stand-ins are generated at the model's input size (no stored_size: synthetic-imagenet is held at 224 x 224, so
 # `crop224` is the identity on it and evaluation crops nothing).
+# Dense stand-ins are generated small (CPU smoke runs of DRN / SSD at reduced widths), keeping the aspect ratio.
+DENSE_STAND_IN_SIZE = {"cityscapes": (32, 64), "bdd100k": (32, 32), "voc": (96, 96)}
 for _name, _spec in REAL.items():
+    _h, _w = DENSE_STAND_IN_SIZE.get(_name, (_spec.height, _spec.width))
+    # the VOC stand-in trains its reduced SSD from scratch: unit-scale inputs (SSD_MEAN / SSD_STD's 0..255 scale
+    # suits torchvision's pretrained VGG; from scratch it made the smoke losses diverge)
+    _mean, _std = (IMAGENET_MEAN, IMAGENET_STD) if _name == "voc" else (_spec.mean, _spec.std)
     EMBEDDED[f"synthetic-{_name}"] = DatasetSpec(
-        f"synthetic-{_name}", _spec.channels, _spec.height, _spec.width, _spec.num_classes,
-        _spec.train_size, _spec.test_size, _spec.mean, _spec.std, False, _name,
+        f"synthetic-{_name}", _spec.channels, _h, _w, _spec.num_classes,
+        _spec.train_size, _spec.test_size, _mean, _std, False, _name, task=_spec.task,
     )
 
 DATASETS: dict[str, DatasetSpec] = {**REAL, **EMBEDDED}

@@ -70,7 +70,7 @@ def margin(probs: torch.Tensor) -> torch.Tensor:
 def variation_ratio(mc_probs: torch.Tensor) -> torch.Tensor:
     """1 - (count of the modal argmax over the T passes) / T; range [0, 1 - 1/min(T, C)] (DBAL Sec. 3,
     Freeman 1965). Its values are multiples of 1/T, so ties are common: break them at random, not by index."""
-    t, _, c = mc_probs.shape
+    t, c = mc_probs.shape[0], mc_probs.shape[-1]  # (T, N, C) or per position (T, N, *S, C)
     votes = torch.nn.functional.one_hot(mc_probs.argmax(dim=-1), c).sum(dim=0)  # (N, C)
     return 1.0 - votes.max(dim=-1).values.float() / t
 
@@ -91,6 +91,41 @@ def bald(mc_probs: torch.Tensor) -> torch.Tensor:
     in [0, H(mean)], 0 when all passes agree."""
     mean_entropy = entropy(mc_probs.float()).mean(dim=0)
     return (mc_entropy(mc_probs) - mean_entropy).clamp_min(0.0)
+
+
+# --- committees (QBC, Suggestive Annotation); probs is (K, N, ..., C) over K members ----------------------
+
+
+def committee_js_divergence(probs: torch.Tensor) -> torch.Tensor:
+    """Generalised Jensen-Shannon divergence of K equally weighted members, H[mean_k p_k] - mean_k H[p_k]
+    (Kuo et al. 2018's ensemble disagreement, per pixel); the same quantity as `bald` over members."""
+    return bald(probs)
+
+
+def committee_variance(probs: torch.Tensor) -> torch.Tensor:
+    """Suggestive Annotation's uncertainty (Yang et al. 2017 Sec. 2.2: "the variance among these models"):
+    the variance over members of each class probability, averaged over classes."""
+    return probs.float().var(dim=0, unbiased=False).mean(dim=-1)
+
+
+def max_cover_greedy(similarity: torch.Tensor, k: int) -> torch.Tensor:
+    """Suggestive Annotation's representativeness (Yang et al. 2017 Eq. 1-2): greedily pick k of the candidate
+    columns maximising F(S_a) = sum_u max_{x in S_a} sim(u, x) over the rows u (the whole unlabeled set);
+    `similarity` is (U, N_candidates). Ties go to the lowest index. Returns candidate positions in pick order."""
+    u, n = similarity.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"max_cover_greedy: k={k} must be in 1..{n}")
+    best = torch.zeros(u, dtype=similarity.dtype, device=similarity.device)
+    taken = torch.zeros(n, dtype=torch.bool, device=similarity.device)
+    picks = []
+    for _ in range(k):
+        gain = (similarity - best[:, None]).clamp_min(0).sum(0)
+        gain[taken] = -1.0
+        j = int(torch.argmax(gain))
+        picks.append(j)
+        taken[j] = True
+        best = torch.maximum(best, similarity[:, j])
+    return torch.tensor(picks, dtype=torch.long, device=similarity.device)
 
 
 # --- MCDAL -----------------------------------------------------------------------------------------------

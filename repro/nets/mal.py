@@ -95,6 +95,61 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self(features))
 
 
+# --- segmentation (MAL Sec. 3.2 / 4.2) ----------------------------------------------------------------------
+
+
+def positions_first(logits: torch.Tensor, labels: torch.Tensor | None = None):
+    """Dense (N, K, H, W) logits as (N*H*W, K) rows (with the (N*H*W,) labels, ignore pixels dropped); (N, K)
+    stays. MAL's dense losses are the classification ones averaged over pixels ("pixel-average cross-entropy")."""
+    if logits.dim() == 2:
+        return logits if labels is None else (logits, labels)
+    rows = logits.movedim(1, -1).reshape(-1, logits.shape[1])
+    if labels is None:
+        return rows
+    y = labels.long().reshape(-1)
+    keep = y != 255
+    return rows[keep], y[keep]
+
+
+class DenseCosineClassifier(nn.Module):
+    """C for segmentation (MAL Sec. 3.2): the d x h x w features l2-normalised at every position, K prototype
+    1x1 convolution filters (no bias) / T, up-sampled to the image ("a convolutional layer followed by an
+    upsampling layer", Sec. 4.2: DRN's frozen bilinear up-sampler). `reverse` flips F's gradient (Eq. 2)."""
+
+    def __init__(self, feature_dim: int, num_classes: int, up: nn.Module, temperature: float = 0.05):
+        super().__init__()
+        self.prototypes = nn.Conv2d(feature_dim, num_classes, 1, bias=False)
+        self.up, self.temperature = copy.deepcopy(up), temperature
+
+    def forward(self, features: torch.Tensor, reverse: float | None = None) -> torch.Tensor:
+        h = features.float()
+        if reverse is not None:
+            h = grad_reverse(h, reverse)
+        return self.up(self.prototypes(F.normalize(h, dim=1)) / self.temperature)
+
+
+class DenseDiscriminator(nn.Module):
+    """D for segmentation (MAL Sec. 4.2: "instead of using a 3-layer MLP, we use a 3-layer CNN followed by a
+    small fully-connected layer"): on the l2-normalised feature map, three 3x3 stride-2 convolutions with ReLUs
+    (widths 256, 128, 64: not stated, our choice), global average pooling, Linear(64, 1): the logit of labeled."""
+
+    WIDTHS = (256, 128, 64)
+
+    def __init__(self, feature_dim: int):
+        super().__init__()
+        layers, c = [], feature_dim
+        for w in self.WIDTHS:
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            c = w
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(F.normalize(features.float(), dim=1)).squeeze(-1)
+
+    def labeledness(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(features))
+
+
 # --- the supplementary's configurations (torchvision bodies, CIFAR-100) --------------------------------------
 
 PAPER_ARCHS = ("resnet18", "vgg16")

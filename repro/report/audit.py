@@ -19,7 +19,7 @@ import pandas as pd
 from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.audit_markdown import render_markdown  # noqa: F401  (re-exported: the audit's Markdown)
-from repro.report.claims import NUMERIC_KINDS, load_registries
+from repro.report.claims import CURVE_METRICS, NUMERIC_KINDS, load_registries
 from repro.report.runs import (
     RecordError,
     check_pool_identity,
@@ -132,7 +132,7 @@ def _resolve(name: str, df: pd.DataFrame, groups: dict) -> str:
 
 def _judge_pair(claim: dict, df: pd.DataFrame, a: str, b: str) -> tuple[bool, list[dict], int]:
     column = claim.get("metric", "accuracy")
-    column = "value" if column == "accuracy" else column
+    column = "value" if column in CURVE_METRICS else column
     vals = paired_values(df, a, b, column)
     chosen = select_stages(list(vals), claim["stages"])
     if not chosen:

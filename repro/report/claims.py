@@ -24,7 +24,9 @@ EVIDENCE_KEYS = {"experiment", "method", "stage", "minus", "over", "scale"}
 PARAMETER_EVIDENCE_KEYS = {"method", "setting", "module"}
 HYPERPARAMETER_KEYS = {"name", "value", "quote", "params_key", "note"}
 REQUIRE = ("every", "majority")
-METRICS = ("accuracy", "query_modal_class_share")
+# a curve's own metric (the record's `value`: accuracy, mIoU or VOC07 mAP) or the queries' modal class share
+CURVE_METRICS = ("accuracy", "miou", "map50_voc07")
+METRICS = (*CURVE_METRICS, "query_modal_class_share")
 DIFFERENCE_KEYS = {"what", "paper", "code", "suite", "variant"}
 
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from repro.config import Params  # noqa: E402
+from repro.config import METRIC_LABELS, Params  # noqa: E402
 from repro.experiments import CurveFigure, Panel  # noqa: E402
 from repro.records import atomic_write_json, git_commit  # noqa: E402
 from repro.report.claim_points import claim_points  # noqa: E402
@@ -116,7 +116,7 @@ def draw_curves(summary: dict, png: Path) -> None:
                         color=palette.get(c["method"], "black"), markeredgecolor="black", markeredgewidth=0.5,
                         label="paper's stated value" if i == 0 else None)
         ax.set_xlabel("% labeled" if x == "labeled_fraction" else "labeled examples")
-        ax.set_ylabel(f"test {panel['metric']} (%)")
+        ax.set_ylabel(f"test {METRIC_LABELS.get(panel['metric'], panel['metric'])} (%)")
         ax.set_title(f"{panel['title']} ({len(panel['seeds'])} seeds)", fontsize=10)
         ax.legend(title="method", fontsize=7, loc="lower right")
     save_figure(f, png, summary["title"], summary["profile"], dpi=110)

@@ -28,8 +28,9 @@ from torch import nn
 from repro import losses
 from repro.models.base import Backbone, final_linear
 from repro.schema import Bool, Choice, Float, Int, Optional, spec
+from repro.strategies.ads_detection import ADSDetectionHook, classifier_detections, image_scores
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import TrainContext, TrainingHook
+from repro.train import TrainContext, TrainingHook, eval_mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,10 @@ class ADSOptions(ScoreOptions):
     renormalise: bool = spec(Bool(), False)  # code reading: E(u) on head scores renormalised to sum to 1
     log2: bool = spec(Bool(), False)  # code reading: log2 (the paper writes log)
     epoch_steps: str = spec(Choice(("paper", "code")), "paper")  # code: train on L twice in every epoch
+    # detection (repro/strategies/ads_detection.py): the anchors per image that enter, and in how many of the
+    # recipe's epochs the agreement / discrepancy passes run ("trained for 30 epochs"; None: every epoch)
+    top_k: int = spec(Int(1), 1000)
+    adversarial_epochs: int | None = spec(Optional(Int(1)), None)
 
 
 class DualSigmoidHead(nn.Module):
@@ -137,27 +142,84 @@ class ADSHook(TrainingHook):
         return ctx.step(opt, loss)
 
 
+class ADSTaskHook(TrainingHook):
+    """The ADS hook of the data's task: classification (`ADSHook`) or detection (`ADSDetectionHook`), chosen
+    from the dataset spec in `build_modules` or the context in `setup` (whichever `fit` calls first)."""
+
+    uses_unlabeled = True
+
+    def __init__(self, opts: ADSOptions):
+        self.o, self.active = opts, None
+
+    def _choose(self, task: str) -> TrainingHook:
+        if self.active is None:
+            self.active = ADSDetectionHook(self.o) if task == "detection" else ADSHook(self.o)
+            self.uses_unlabeled = self.active.uses_unlabeled
+        return self.active
+
+    def build_modules(self, model, spec):
+        return self._choose(getattr(spec, "task", "classification")).build_modules(model, spec)
+
+    def setup(self, ctx: TrainContext) -> None:
+        self._choose(ctx.task.name).setup(ctx)
+
+    def epoch_phases(self, epoch: int):
+        return self.active.epoch_phases(epoch)
+
+    def phase_driver(self, phase: str) -> str:
+        return self.active.phase_driver(phase)
+
+    def training_step(self, ctx, x, y):
+        return self.active.training_step(ctx, x, y)
+
+
 @register("ads")
 class ADSStrategy(ScoreStrategy):
-    """Top-k of E(u) (ADS Eq. 3, `losses.ads_entropy`) among a seeded random subset; or random (Table 1)."""
+    """Top-k of E(u) (ADS Eq. 3, `losses.ads_entropy`) among a seeded random subset; or random (Table 1).
+    Detection: `repro.strategies.ads_detection` (SSD, the top-1,000 anchors per image)."""
 
     Options = ADSOptions
     quick_options = {"subset": None}
+    code = ("strategies/ads_detection.py",)
+    tasks = ("classification", "detection")
 
     def adapt_model(self, model: Backbone) -> Backbone:
+        if hasattr(model, "ssd"):  # detection: f1, f2 are separate heads (the hook's modules)
+            return model
         linear = final_linear(model)
         model.head = DualSigmoidHead(linear.in_features, linear.out_features, self.options.classifiers)
         return model
 
     def training_hook(self) -> TrainingHook:
-        return ADSHook(self.options)
+        return ADSTaskHook(self.options)
 
     def training_unlabeled(self, pool, seed: int, stage: int) -> np.ndarray:
         return self.random_subset(pool, seed, stage)  # the agreement/discrepancy passes read the query's subset
 
+    def prediction_maps(self, ctx: QueryContext, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """ADS Fig. 7 (detection): the images and the two adversarial classifiers' detections on them."""
+        if ctx.task.name != "detection" or "ads_heads" not in ctx.state:
+            raise NotImplementedError("ads draws its two classifiers' predictions on detection only (ADS Fig. 7)")
+        idx = torch.as_tensor(np.asarray(indices), device=ctx.data.train_x.device)
+        raw = ctx.data.train_x[idx]
+        with eval_mode(ctx.model, ctx.state["ads_heads"]):
+            arrays = classifier_detections(ctx.model, ctx.state["ads_heads"], ctx.augmenter.eval(raw))
+        return {"images": raw.cpu().numpy(), **{k: v.numpy() for k, v in arrays.items()}}
+
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         if self.options.selection == "random":
             return torch.rand(len(candidates), generator=ctx.generator("ads-random"), device=ctx.data.train_x.device)
+        if ctx.task.name == "detection":
+            if "ads_heads" not in ctx.state:
+                raise RuntimeError("ads: query without trained adversarial heads (ctx.state comes from fit)")
+            heads = ctx.state["ads_heads"]
+
+            def chunk(out):
+                z = heads.logits(out.feature_maps)
+                return image_scores(self.options, torch.sigmoid(z[0].float()), torch.sigmoid(z[-1].float()))
+
+            with eval_mode(heads):
+                return ctx.map(candidates, chunk)
         _, features = ctx.predict(candidates)
         with torch.no_grad():
             s = [torch.sigmoid(z.float()) for z in ctx.model.head.logits(features)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,8 @@ from repro.losses import select_topk
 from repro.models.base import Backbone
 from repro.recipe import Recipe
 from repro.schema import Int, Optional, spec
-from repro.train import TrainingHook, derive_seed, predict
+from repro.tasks import Task, task_of
+from repro.train import TrainingHook, derive_seed, map_outputs, predict
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -71,11 +73,46 @@ class QueryContext:
     def rng(self, salt: str = "") -> np.random.Generator:
         return run_rng(self.seed, self.stage, salt)
 
+    @property
+    def task(self) -> Task:
+        return task_of(self.data)
+
     def predict(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, features) of train_x[indices] with the trained task model, eval mode, in fp32 on every
-        device: bf16 logits tie often enough to change a top-k selection (bf16 autocast stays for training)."""
+        device: bf16 logits tie often enough to change a top-k selection (bf16 autocast stays for training).
+        Classification only: dense outputs go through `map`, `embeddings`, `position_scores`, `class_probs`."""
+        if self.task.name != "classification":
+            raise NotImplementedError(
+                f"this method reads whole-pool logits, which a {self.task.name} task never holds; it has no "
+                f"{self.task.name} reading (use ctx.position_scores / ctx.embeddings / ctx.class_probs)")
         return predict(self.model, self.data.train_x, indices, self.augmenter, self.recipe.eval_batch_size,
                        bf16=False)
+
+    def map(self, indices, fn: Callable, model: nn.Module | None = None):
+        """fn(output) of the task model (or `model`) on train_x[indices], eval mode, fp32, chunk by chunk."""
+        return map_outputs(model or self.model, self.data.train_x, indices, self.augmenter, fn,
+                           self.recipe.eval_batch_size, bf16=False)
+
+    def embeddings(self, indices) -> torch.Tensor:
+        """(N, D) per-image features: the penultimate features, or the task's pooling of dense feature maps."""
+        if self.task.name == "classification":
+            return self.predict(indices)[1]
+        return self.map(indices, lambda out: self.task.pool(out.features.float()))
+
+    def position_scores(self, indices, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """(N,) per-image scores: `score_fn` (class-last probabilities -> per-position score, e.g. entropy) on the
+        softmax of every position, reduced per image by the task (classification: one position)."""
+        task = self.task
+        if task.name == "classification":
+            return score_fn(torch.softmax(self.predict(indices)[0], dim=1))
+        return self.map(indices, lambda out: task.reduce(score_fn(task.class_last(
+            torch.softmax(out.logits.float(), dim=-1 if task.name == "detection" else 1)))))
+
+    def class_probs(self, indices) -> torch.Tensor:
+        """(N, C) per-image class distribution (the task's reduction of dense outputs)."""
+        if self.task.name == "classification":
+            return torch.softmax(self.predict(indices)[0], dim=1)
+        return self.map(indices, lambda out: self.task.class_probs(out.logits))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +147,8 @@ class Strategy:
     builds_on: ClassVar[tuple[str, ...]] = ()
     full_pool: ClassVar[bool] = False  # trains on the whole pool in one stage and never queries (upper bounds)
     needs_dropout: ClassVar[bool] = False  # samples the task model's head dropout (MC dropout)
+    # the tasks it has a reading for (checked when params load: any other fails loudly, never falls back)
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -177,6 +216,11 @@ class Strategy:
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         raise NotImplementedError(f"strategy {self.name!r} does not implement query")
+
+    def prediction_maps(self, ctx: QueryContext, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays a figure draws of the model's predictions on train_x[indices] (an experiment's
+        `predictions_of`; ADS Fig. 7); methods without a drawing fail loudly."""
+        raise NotImplementedError(f"strategy {self.name!r} has no prediction drawing (predictions_of)")
 
     def pool_scores(self, ctx: QueryContext, unlabeled: np.ndarray) -> torch.Tensor:
         """A score for every given unlabeled example, "higher = query first" (methods with `ranks_pool`)."""

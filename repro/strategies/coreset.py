@@ -1,4 +1,5 @@
-"""Core-set (Sener & Savarese 2018): exact greedy k-center on the task model's penultimate features."""
+"""Core-set (Sener & Savarese 2018): exact greedy k-center on the task model's penultimate features (dense
+tasks: the final feature map average-pooled per image, our reading: the papers do not say)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from repro.strategies.base import QueryContext, ScoreOptions, Strategy, register
 class CoresetStrategy(Strategy):
     """Farthest-first picks (Euclidean, fp32, on the device); `subset: M` restricts the unlabeled side."""
 
+    tasks = ("classification", "segmentation", "detection")
     Options = ScoreOptions
 
     def pool_features(self, ctx: QueryContext, budget: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
@@ -21,7 +23,7 @@ class CoresetStrategy(Strategy):
         unlabeled = self.candidates(ctx, budget)
         labeled = ctx.pool.labeled
         idx = np.concatenate([labeled, unlabeled])
-        _, features = ctx.predict(idx)
+        features = ctx.embeddings(idx)  # dense tasks: feature maps pooled per image
         mask = torch.zeros(len(idx), dtype=torch.bool, device=features.device)
         mask[: len(labeled)] = True
         return idx, features, mask

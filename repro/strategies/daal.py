@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from repro.losses import daal as daal_losses
@@ -40,10 +39,10 @@ from repro.train import (
     FeatureData,
     TrainContext,
     TrainingHook,
+    embeddings,
     eval_mode,
     fit,
     frozen_batchnorm_stats,
-    predict,
 )
 
 DISCRIMINATORS = ("both", "udis", "rdis")
@@ -126,13 +125,13 @@ class DAALHook(TrainingHook):
             return ctx.default_step(x, y)
         with ctx.autocast():
             out = ctx.model(x)
-            task_loss = F.cross_entropy(out.logits.float(), y)
+            task_loss = ctx.task_loss(out, y)
         ctx.step(ctx.task_optimizer, task_loss)
         if ctx.unlabeled_stream is not None:
             xu = ctx.next_unlabeled()
             # both pools' features from the same (stepped) task model, so uDis cannot tell them apart by version
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(ctx.model):
-                fl, fu = ctx.model(x).features.float(), ctx.model(xu).features.float()
+                fl, fu = (ctx.task.pool(ctx.model(b).features.float()) for b in (x, xu))
             if "standardiser" in ctx.state:  # running statistics of the features DAAL sees (momentum 0.1)
                 norm = ctx.state["standardiser"]
                 norm.update(torch.cat([fl, fu]), momentum=0.1)
@@ -152,8 +151,9 @@ class DAALHook(TrainingHook):
         if ctx.unlabeled_stream is None or ctx.labeled_stream is None:
             return
         with eval_mode(ctx.model):
-            feats = [predict(ctx.model, ctx.data.train_x, stream.indices, ctx.augmenter, ctx.recipe.eval_batch_size,
-                             bf16=False)[1] for stream in (ctx.labeled_stream, ctx.unlabeled_stream)]
+            feats = [embeddings(ctx.model, ctx.data.train_x, stream.indices, ctx.augmenter,
+                                ctx.recipe.eval_batch_size, False, ctx.task)
+                     for stream in (ctx.labeled_stream, ctx.unlabeled_stream)]
         if "standardiser" in ctx.state:
             norm = ctx.state["standardiser"]
             norm.update(torch.cat(feats))
@@ -190,8 +190,10 @@ class Alg1OnFeatures(TrainingHook):
 @register("daal")
 class DAALStrategy(ScoreStrategy):
     """Top-k of the ScoreNet's scores (DAAL Sec. 3.1), ranked by its logit (same order as s_u, no ties from
-    a saturated sigmoid)."""
+    a saturated sigmoid). Segmentation (Sec. 4.4): DAAL's networks see the DRN's final feature map average-pooled
+    per image (our reading: the paper names no dense input)."""
 
+    tasks = ("classification", "segmentation")
     Options = DAALOptions
     pointwise = True
     code = ("strategies/daal.py", "nets/daal.py", "losses/daal.py")
@@ -202,7 +204,7 @@ class DAALStrategy(ScoreStrategy):
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         if "scorenet" not in ctx.state:
             raise RuntimeError("daal: query without a trained ScoreNet (ctx.state comes from fit with its hook)")
-        _, features = ctx.predict(candidates)
+        features = ctx.embeddings(candidates)  # dense: feature maps pooled per image (our reading)
         if "standardiser" in ctx.state:
             features = ctx.state["standardiser"](features)
         with torch.no_grad(), eval_mode(ctx.state["scorenet"]):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.losses import kcenter_greedy
-from repro.losses.ll import learning_loss_objective
+from repro.losses.ll import learning_loss_objective, loss_prediction_loss
 from repro.schema import Choice, Float, Int, Optional, spec
 from repro.strategies.base import BudgetError, QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.train import TrainContext, TrainingHook, device_layout, eval_mode
@@ -109,8 +109,14 @@ class LLHook(TrainingHook):
             if self.detached(ctx):
                 stages = tuple(s.detach() for s in stages)
             pred = self.module(stages)
-        ce = F.cross_entropy(out.logits.float(), y, reduction="none")
-        return learning_loss_objective(ce, pred.float(), self.o.margin, self.o.weight)
+        # each example's own task loss (dense: the image's mean pixel loss; detection: its SSD loss)
+        ce = ctx.task.per_example_loss(ctx.model, out, y)
+        if ctx.task.name == "classification":
+            return learning_loss_objective(ce, pred.float(), self.o.margin, self.o.weight)
+        # dense tasks: L_target is the task's own batch loss (pixel-mean CE; SSD's MultiBox normalised by the
+        # batch's positives), the per-image losses are the ranking targets (LL4AL Sec. 3.3 / 4.2)
+        rank = loss_prediction_loss(pred.float(), ce, self.o.margin)
+        return ctx.task_loss(out, y) + self.o.weight * rank, rank
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         total, rank = self.objective(ctx, x, y)
@@ -146,6 +152,7 @@ def predicted_losses(ctx: QueryContext, indices: np.ndarray) -> torch.Tensor:
 class LearningLossStrategy(ScoreStrategy):
     """Top-K of the predicted loss (LL4AL Sec. 3.1) among the random subset (or the core-set preselection)."""
 
+    tasks = ("classification", "segmentation", "detection")
     Options = LLOptions
     pointwise = True  # the score is; `preselect: coreset` only narrows the candidates, in `candidates`
     code = ("losses/ll.py",)
@@ -169,7 +176,7 @@ class LearningLossStrategy(ScoreStrategy):
             return pool
         labeled = ctx.pool.labeled
         idx = np.concatenate([labeled, pool])
-        _, features = ctx.predict(idx)
+        features = ctx.embeddings(idx)
         mask = torch.zeros(len(idx), dtype=torch.bool, device=features.device)
         mask[: len(labeled)] = True
         picks = kcenter_greedy(features, mask, size).cpu().numpy()

@@ -67,7 +67,7 @@ class LLRDHook(LLHook):
         with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(ctx.model):
             out_l, out_u = ctx.model(x), ctx.model(ctx.next_unlabeled())
         stages_u = tuple(t.detach() for t in stage_inputs(out_u))
-        fl, fu = out_l.features.float(), out_u.features.float()
+        fl, fu = ctx.task.pool(out_l.features.float()), ctx.task.pool(out_u.features.float())
         s["standardiser"].update(torch.cat([fl, fu]), momentum=0.1)
         fl, fu = s["standardiser"](fl), s["standardiser"](fu)
         with ctx.autocast():
@@ -89,6 +89,7 @@ class LLRDHook(LLHook):
 class LLRDStrategy(LearningLossStrategy):
     """Top-K predicted loss of the LL module trained with LL's ranking loss and DAAL's rDis game."""
 
+    tasks = ("classification", "segmentation")
     Options = LLRDOptions
     builds_on = ("ll", "daal")
 

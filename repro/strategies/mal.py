@@ -28,11 +28,19 @@ import torch.nn.functional as F
 from repro import losses
 from repro.losses import mal as mal_losses
 from repro.models.base import final_linear
-from repro.nets.mal import CosineClassifier, Discriminator, Encoder, load_trunk
+from repro.nets.mal import (
+    CosineClassifier,
+    DenseCosineClassifier,
+    DenseDiscriminator,
+    Discriminator,
+    Encoder,
+    load_trunk,
+    positions_first,
+)
 from repro.recipe import Recipe, learning_rate
 from repro.schema import Bool, Choice, ConfigError, Float, Int, Optional, spec
 from repro.strategies.base import QueryContext, ScoreOptions, Strategy, register
-from repro.train import TrainContext, TrainingHook, frozen_batchnorm_stats, predict
+from repro.train import TrainContext, TrainingHook, eval_mode, frozen_batchnorm_stats, predict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +77,12 @@ class MALHook(TrainingHook):
 
     def build_modules(self, model, spec) -> dict[str, torch.nn.Module]:
         o, d = self.o, model.feature_dim
+        if hasattr(model, "up"):  # segmentation (Sec. 3.2): prototype 1x1 filters, a CNN discriminator
+            mods = {"encoder": Encoder(model),
+                    "classifier": DenseCosineClassifier(d, model.num_classes, model.up, o.temperature)}
+            if o.discriminator:
+                mods["discriminator"] = DenseDiscriminator(d)
+            return mods
         mods = {"encoder": Encoder(model),
                 "classifier": CosineClassifier(d, final_linear(model).out_features, o.hidden, o.temperature, o.reverse_at)}
         if o.discriminator:
@@ -105,7 +119,7 @@ class MALHook(TrainingHook):
         the batch, both detached)."""
         with ctx.autocast():
             fu = self.enc.embed(xu)
-        logits = self.cls(fu.float(), reverse=1.0)
+        logits = positions_first(self.cls(fu.float(), reverse=1.0))  # dense: every pixel a row (pixel mean)
         loss = mal_losses.minimax_entropy_loss(logits, self.o.lam)
         return loss, fu.detach().float(), losses.entropy(F.softmax(logits.detach(), -1)).mean()
 
@@ -117,7 +131,7 @@ class MALHook(TrainingHook):
             return ctx.default_step(x, y)  # Alg. 3 lines 3-4: CE of M = F + linear head
         with ctx.autocast():
             fl = self.enc.embed(x)
-        ce = mal_losses.cosine_cross_entropy(self.cls(fl.float()), y)
+        ce = mal_losses.cosine_cross_entropy(*positions_first(self.cls(fl.float()), y))  # dense: pixel average
         ctx.step(self.fc_opt, ce)  # Alg. 1 lines 4-6
         xu = ctx.next_unlabeled()
         if self.o.minimax:
@@ -128,7 +142,7 @@ class MALHook(TrainingHook):
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(self.enc):
                 fu = self.enc.embed(xu).float()
             with torch.no_grad():
-                self._ent_sum += losses.entropy(F.softmax(self.cls(fu), -1)).mean()
+                self._ent_sum += losses.entropy(F.softmax(positions_first(self.cls(fu)), -1)).mean()
         if self.disc is not None:  # lines 10-11: L_D after F's updates (a fresh pass, BN statistics untouched)
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(self.enc):
                 fl, fu = self.enc.embed(x).float(), self.enc.embed(xu).float()
@@ -152,10 +166,14 @@ class MALStrategy(Strategy):
 
     Options = MALOptions
     code = ("losses/mal.py", "nets/mal.py")
+    tasks = ("classification", "segmentation")
 
     def adapt_model(self, model):
         """Sec. 4.1: "ResNet18 with Xavier initialization": Glorot-uniform weights, zero biases, for every
-        convolution and linear layer of the task model (F is a copy of its trunk)."""
+        convolution and linear layer of the task model (F is a copy of its trunk). The segmentation DRN keeps
+        its own initialisation (Sec. 4.2 states none)."""
+        if hasattr(model, "up"):
+            return model
         for m in model.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
                 torch.nn.init.xavier_uniform_(m.weight)
@@ -184,11 +202,21 @@ class MALStrategy(Strategy):
         missing = [k for k in needed if k not in ctx.state]
         if missing:
             raise RuntimeError(f"mal: query without trained {missing} (ctx.state comes from fit with its hook)")
+        cls, disc = ctx.state["classifier"], ctx.state["discriminator"] if "discriminator" in needed else None
+        if ctx.task.name != "classification":  # chunk by chunk: C's pixel-mean entropy and D's logit per image
+            def chunk(out):
+                f = out.features.float()
+                ent = ctx.task.reduce(losses.entropy(F.softmax(cls(f), dim=1).movedim(1, -1)))
+                return ent, (disc(f) if disc is not None else torch.zeros_like(ent))
+
+            with eval_mode(cls, *([disc] if disc is not None else [])):
+                ent, lab = ctx.map(indices, chunk, model=ctx.state["encoder"])
+            return ent, lab if disc is not None else None
         _, feats = predict(ctx.state["encoder"], ctx.data.train_x, indices, ctx.augmenter,
                            ctx.recipe.eval_batch_size, bf16=False)
         with torch.no_grad():
-            ent = losses.entropy(F.softmax(ctx.state["classifier"](feats), -1))
-            lab = ctx.state["discriminator"](feats) if "discriminator" in needed else None
+            ent = losses.entropy(F.softmax(cls(feats), -1))
+            lab = disc(feats) if disc is not None else None
         return ent, lab
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:

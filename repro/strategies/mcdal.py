@@ -7,6 +7,7 @@ on unlabeled data; acquisition by classifier discrepancy relative to the labeled
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro import losses
-from repro.models.base import final_linear
+from repro.models.base import ModelOutput, final_linear
 from repro.recipe import Recipe
 from repro.schema import Choice, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.train import TrainContext, TrainingHook, frozen_batchnorm_stats, learning_rate
+from repro.tasks import get_task
+from repro.train import TrainContext, TrainingHook, eval_mode, frozen_batchnorm_stats, learning_rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,8 +31,24 @@ class MCDALOptions(ScoreOptions):
 
 
 def head_probs(heads: nn.ModuleList, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """(1 + k, N, C) probabilities, main classifier first."""
+    """(1 + k, N, C) probabilities, main classifier first. Dense maps (N, C, H, W) are reduced to (N, C) by
+    averaging each classifier's softmax mask before any discrepancy (MCDAL Sec. 4.2), not after."""
+    if main_logits.dim() > 2:
+        seg = get_task("segmentation")
+        return torch.stack([seg.class_probs(main_logits)] + [seg.class_probs(h(features)) for h in heads])
     return torch.stack([F.softmax(main_logits.float(), -1)] + [F.softmax(h(features).float(), -1) for h in heads])
+
+
+def auxiliary_head(model: nn.Module) -> nn.Module:
+    """One auxiliary classifier shaped like the task model's: a Linear for classifiers; for DRN a 1x1 conv with
+    DRN's frozen bilinear upsampling ("the same as decoder layers of DRN", MCDAL Sec. 4.2)."""
+    if hasattr(model, "up"):
+        seg = model.seg
+        return nn.Sequential(nn.Conv2d(seg.in_channels, seg.out_channels, 1), copy.deepcopy(model.up))
+    if not any(isinstance(m, nn.Linear) for m in model.head.modules()):
+        raise ValueError("mcdal: no auxiliary-head reading for this model (classifiers and DRN segmentation only)")
+    linear = final_linear(model)
+    return nn.Linear(linear.in_features, linear.out_features)
 
 
 class MCDALHook(TrainingHook):
@@ -44,8 +62,7 @@ class MCDALHook(TrainingHook):
         self.discrepancy_trace: list[torch.Tensor] = []  # mean L_dis on unlabeled per epoch (device scalars)
 
     def build_modules(self, model: nn.Module, spec) -> dict[str, nn.Module]:
-        linear = final_linear(model)
-        return {"heads": nn.ModuleList(nn.Linear(linear.in_features, linear.out_features) for _ in range(self.k))}
+        return {"heads": nn.ModuleList(auxiliary_head(model) for _ in range(self.k))}
 
     def setup(self, ctx: TrainContext) -> None:
         self.heads = ctx.state["heads"]
@@ -58,11 +75,15 @@ class MCDALHook(TrainingHook):
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with ctx.autocast():
             out = ctx.model(x)
-            task_loss = F.cross_entropy(out.logits.float(), y)
+            task_loss = ctx.task_loss(out, y)
         ctx.step(ctx.task_optimizer, task_loss)
         feats_l = out.features.detach().float()
+
+        def head_ce(h):  # the task's loss on a head's output (cross-entropy; dense: per pixel, 255 ignored)
+            return ctx.task.loss(ctx.model, ModelOutput(h(feats_l), None), y)
+
         if self.code_reading:  # the code's separate CE-only head step before the discrepancy step
-            ctx.step(self.opt, sum(F.cross_entropy(h(feats_l), y) for h in self.heads))
+            ctx.step(self.opt, sum(head_ce(h) for h in self.heads))
             with torch.no_grad(), ctx.autocast():  # the code re-runs the net on the labeled batch too
                 feats_l = ctx.model(x).features.float()
         xu = ctx.next_unlabeled()
@@ -72,7 +93,7 @@ class MCDALHook(TrainingHook):
         with torch.no_grad(), ctx.autocast(), bn_guard:
             out_u = ctx.model(xu)
         feats_u, main_u = out_u.features.float(), out_u.logits.float()
-        ce = sum(F.cross_entropy(h(feats_l), y) for h in self.heads)
+        ce = sum(head_ce(h) for h in self.heads)
         dis = self._dis(head_probs(self.heads, main_u, feats_u))
         ctx.step(self.opt, ce - dis)
         self._dis_sum += dis.detach()
@@ -101,6 +122,7 @@ class MCDALStrategy(ScoreStrategy):
     """Paper reading: S(x_u) = |D(x_u) - mean_L D(x_l)| (Eq. 5), D = sum of d over all classifier pairs with
     d the per-class mean L1 of Eq. 4 (or `distance`)."""
 
+    tasks = ("classification", "segmentation")
     Options = MCDALOptions
     code_reading = False
 
@@ -109,11 +131,17 @@ class MCDALStrategy(ScoreStrategy):
         return cls(self.options.heads, self.options.distance, self.code_reading)
 
     def discrepancies(self, ctx: QueryContext, indices: np.ndarray) -> torch.Tensor:
-        logits, features = ctx.predict(indices)
-        with torch.no_grad():
-            d = losses.pairwise_discrepancy(head_probs(ctx.state["heads"], logits, features), self.options.distance)
+        heads, distance = ctx.state["heads"], self.options.distance
+        if ctx.task.name == "classification":
+            logits, features = ctx.predict(indices)
+            with torch.no_grad():
+                d = losses.pairwise_discrepancy(head_probs(heads, logits, features), distance)
+        else:  # chunk by chunk: each classifier's map reduced to (N, C) on the device, then the discrepancy
+            with eval_mode(heads):
+                d = ctx.map(indices, lambda out: losses.pairwise_discrepancy(
+                    head_probs(heads, out.logits, out.features.float()), distance))
         # the code's acquisition L1 sums over classes: C times the training-time mean
-        return d * logits.shape[1] if self.code_reading and self.options.distance == "l1" else d
+        return d * ctx.data.num_classes if self.code_reading and self.options.distance == "l1" else d
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         if "heads" not in ctx.state:

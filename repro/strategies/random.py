@@ -9,6 +9,8 @@ from repro.strategies.base import QueryContext, Strategy, register
 
 @register("random")
 class RandomStrategy(Strategy):
+    tasks = ("classification", "segmentation", "detection")
+
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:
         self.check_budget(ctx, budget)
         return ctx.rng("random").choice(ctx.pool.unlabeled, size=budget, replace=False).astype(np.int64)

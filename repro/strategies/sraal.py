@@ -56,6 +56,16 @@ def stepwise_decay(total_steps: int):
     return lambda it: LR_DECAY ** (it // every)
 
 
+def pixel_class_shares(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, C) each mask's share of labeled pixels per class: the STI's soft label on segmentation (our reading:
+    SRAAL defines its label classifier for image labels only; MCDAL Fig. 6 runs it on Cityscapes)."""
+    m = masks.long().flatten(1)
+    valid = m < num_classes
+    counts = torch.zeros(len(m), num_classes + 1, device=m.device).scatter_add_(
+        1, m.clamp(max=num_classes), valid.float())[:, :num_classes]
+    return counts / counts.sum(1, keepdim=True).clamp_min(1)
+
+
 class SRAALHook(VAALHook):
     hidden_layers = 3  # state discriminator: Linear(z,512)-ReLU-[Linear(512,512)-ReLU]x3-Linear(512,1)
 
@@ -82,13 +92,14 @@ class SRAALHook(VAALHook):
                                            o.kl_reduction) for out in (out_l, out_u))
         target = 0.0 if o.adversarial_target == "labeled" else 1.0
         adv = vae_losses.adversarial_bce(d_l, target) + vae_losses.adversarial_bce(d_u, target)
-        sti = F.cross_entropy(out_l.logits.float(), y)
+        sti = F.cross_entropy(out_l.logits.float(), y if y.dim() == 1 else pixel_class_shares(y, out_l.logits.shape[1]))
         return uir + o.adversary_weight * adv + o.label_weight * sti
 
     def discriminator_targets(self, ctx: TrainContext, xu: torch.Tensor):
         """State relabeling: labeled -> 0, unlabeled -> the OUI score of the current task model's softmax."""
         logits, _ = task_outputs(ctx, xu)
-        return 0.0, vae_losses.oui_score(torch.softmax(logits, dim=-1))
+        probs = torch.softmax(logits, dim=-1) if logits.dim() == 2 else ctx.task.class_probs(logits)
+        return 0.0, vae_losses.oui_score(probs)
 
 
 @register("sraal")
@@ -96,6 +107,7 @@ class SRAALStrategy(ScoreStrategy):
     """Top-k of D(mu(x)): the unlabeled examples the state discriminator finds most unlabeled and uncertain
     (the official sampler's `topk(preds)`)."""
 
+    tasks = ("classification", "segmentation")
     Options = SRAALOptions
     pointwise = True
     quick_options = {"vae_width": 0.0625}

@@ -10,12 +10,13 @@ from repro.strategies.base import QueryContext, ScoreStrategy, register
 
 
 class _SoftmaxScore(ScoreStrategy):
+    tasks = ("classification", "segmentation")
     pointwise = True
     score_fn = staticmethod(losses.entropy)
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        logits, _ = ctx.predict(candidates)
-        return self.score_fn(torch.softmax(logits, dim=1))
+        # dense tasks: the score of every pixel (anchor), averaged per image (the task's reduction)
+        return ctx.position_scores(candidates, self.score_fn)
 
 
 @register("entropy")

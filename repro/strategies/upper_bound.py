@@ -11,6 +11,7 @@ from repro.strategies.base import QueryContext, Strategy, register
 
 @register("upper-bound")
 class UpperBoundStrategy(Strategy):
+    tasks = ("classification", "segmentation", "detection")
     full_pool = True
 
     def query(self, ctx: QueryContext, budget: int) -> np.ndarray:

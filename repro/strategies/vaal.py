@@ -95,7 +95,7 @@ class VAALHook(TrainingHook):
 
     def vae_input(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
         if getattr(self.o, "features", "image") == "task":
-            return task_outputs(ctx, x)[1]
+            return ctx.task.pool(task_outputs(ctx, x)[1])
         return x
 
     def generator_loss(self, out_l, out_u, d_l, d_u, y) -> torch.Tensor:
@@ -154,7 +154,7 @@ def latent_means(ctx: QueryContext, vae: nn.Module, indices: np.ndarray, feature
     """(N, z) VAE latent means mu(x) of train_x[indices], eval mode, fp32, in eval-sized batches."""
     idx = torch.as_tensor(indices, device=ctx.data.train_x.device)
     if features == "task":
-        inputs = ctx.predict(indices)[1]
+        inputs = ctx.embeddings(indices)
         chunks = inputs.split(ctx.recipe.eval_batch_size)
     else:
         chunks = (ctx.augmenter.eval(ctx.data.train_x[c]) for c in idx.split(ctx.recipe.eval_batch_size))
@@ -179,6 +179,7 @@ class VAALStrategy(ScoreStrategy):
     """Top-k of -D(mu(x)): the unlabeled examples with the lowest probability of being labeled (VAAL's
     sampler, `topk(-pred)`)."""
 
+    tasks = ("classification", "segmentation")
     Options = VAALOptions
     pointwise = True  # eval-mode encoder and discriminator: each score depends on its example only
     quick_options = {"vae_width": 0.0625}
