@@ -151,7 +151,7 @@ def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[
     """Query time and parameters per method on MCDAL Table 1's stage-1 workload (`repro.sampling`): the full
     pool on a GPU or with --full, the reduced one on a CPU."""
     from repro.losses import kcenter_greedy
-    from repro.sampling import sampling_workload, time_query
+    from repro.sampling import dense_sampling_workload, sampling_workload, time_query
     from repro.strategies import STRATEGIES
 
     device = resolve_device("auto")
@@ -159,10 +159,22 @@ def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[
     rows = []
     # DAL is not in MCDAL Table 1 and its discriminator (up to 1,000 epochs per mini-query until 98% training
     # accuracy) dominates any CPU budget on this pool; name it with --methods to time it anyway.
-    for name in methods or sorted(set(STRATEGIES) - {"dal", "coreset-robust"}):  # minutes per query: ask by name
+    names = [n for n in sorted(set(STRATEGIES) - {"dal", "coreset-robust"}) if "classification" in STRATEGIES[n].tasks]
+    for name in methods or names:  # dal, coreset-robust: minutes per query: ask by name
         seconds, params = time_query(name, w)
-        rows.append({"method": name, "query seconds": round(seconds, 3), "parameters": f"{params:,}"})
+        rows.append({"task": "classification", "method": name, "query seconds": round(seconds, 3),
+                     "parameters": f"{params:,}"})
         print(f"  {name:<20} {seconds:9.3f} s  {params:>12,} params", flush=True)
+    # the dense workloads: every method with a segmentation / detection reading (issue 11, section 5)
+    for task in ("segmentation", "detection"):
+        dense = dense_sampling_workload(task, device, full or device.type == "cuda")
+        print(f"  {task}: {dense.describe()}", flush=True)
+        for name in sorted(n for n in STRATEGIES if task in STRATEGIES[n].tasks and n != "upper-bound"):
+            if methods and name not in methods:
+                continue
+            seconds, params = time_query(name, dense)
+            rows.append({"task": task, "method": name, "query seconds": round(seconds, 3), "parameters": f"{params:,}"})
+            print(f"  {task[:3]} {name:<16} {seconds:9.3f} s  {params:>12,} params", flush=True)
     # k-center alone on 50,000 x 512 features (5,000 labeled), budget 2,500
     g = torch.Generator(device=device).manual_seed(0)
     feats = torch.randn(50_000, 512, generator=g, device=device)

@@ -18,6 +18,7 @@ import yaml
 
 from repro.recipe import Recipe  # noqa: F401  (the trainer's type; params.yaml `recipes` builds it)
 from repro.schema import (
+    Bool,
     Check,
     Choice,
     ConfigError,
@@ -46,6 +47,7 @@ def _datasets():
 # the backbones of repro.models.BACKBONES, named here so params validate without importing torch (the figure and
 # audit stages); tests/test_models.py checks the two agree
 BACKBONE_NAMES = ("lenet", "resnet18", "resnet18-imagenet", "vgg16", "wrn28_2", "drn_d_22", "ssd300")
+PRETRAINED_BACKBONES = ("drn_d_22", "ssd300")  # repro/models/weights.py PRETRAINED (a test checks they agree)
 # the task each backbone solves (classification unless named); the dataset's task must match
 BACKBONE_TASKS = {"drn_d_22": "segmentation", "ssd300": "detection"}
 # what an experiment may report per task (repro.tasks.TASK_METRICS, named here without importing torch)
@@ -147,6 +149,9 @@ class Experiment:
     seeds: tuple[int, ...] = spec(ListOf(Int(0, 2**31 - 1), min_len=1, unique=True))
     width: float = spec(Float(0.0, 16.0, lo_open=True), 1.0)
     dropout: float | None = spec(Optional(Float(0.0, 1.0, hi_open=True)), None)
+    # start the backbone from its pinned ImageNet weights in data/weights/ (repro/models/weights.py: DRN-D-22,
+    # SSD300's VGG-16); full width only
+    pretrained: bool = spec(Bool(), False)
     train_size: int | None = spec(Optional(Int(1)), None)  # subsample (real) / generate (synthetic) this many
     test_size: int | None = spec(Optional(Int(1)), None)
     imbalance: float = spec(Float(0.0, 1.0, lo_open=True), 1.0)  # synthetic only: rarest/most frequent class
@@ -272,6 +277,9 @@ def _cross_checks(params: Params) -> None:
         if exp.imbalance != 1.0 and not exp.synthetic:
             raise ConfigError(f"{key}.imbalance", exp.imbalance, "only synthetic datasets take an imbalance (use 1.0)")
         full = get_spec(exp.dataset)
+        if exp.pretrained and (exp.backbone not in PRETRAINED_BACKBONES or exp.width != 1.0):
+            raise ConfigError(f"{key}.pretrained", True, f"pinned weights exist for {list(PRETRAINED_BACKBONES)} at "
+                              f"width 1 only ({exp.backbone} x{exp.width:g})")
         model_task = BACKBONE_TASKS.get(exp.backbone, "classification")
         if model_task != full.task:
             raise ConfigError(f"{key}.backbone", exp.backbone, f"solves {model_task}, but {exp.dataset} is a "

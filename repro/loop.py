@@ -130,7 +130,7 @@ def run(
     pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
     model, method_state = None, None
     if state["next_stage"] > 0 and not strategy.reinit_each_stage:  # the task model and method modules carry over
-        model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"))).to(data.train_x.device)
+        model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"), params.data_dir)).to(data.train_x.device)
         model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
         hook = strategy.training_hook()
         if hook is not None:
@@ -143,7 +143,7 @@ def run(
         if pool.n_labeled != counts[stage]:
             raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
         if model is None or strategy.reinit_each_stage:
-            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, stage, "init"))).to(data.train_x.device)
+            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, stage, "init"), params.data_dir)).to(data.train_x.device)
         t0 = time.perf_counter()
         trained = fit(model, data, pool.labeled, recipe, derive_seed(seed, stage, "train"), hook=strategy.training_hook(),
                       unlabeled=strategy.training_unlabeled(pool, seed, stage),
@@ -269,12 +269,18 @@ def run_data(exp, data: ImageData, seed: int) -> ImageData:
     return data.train_subset(TRAIN_SUBSETS[exp.train_subset](data.train_y.cpu().numpy(), seed))
 
 
-def build_task_model(exp, data: ImageData, init_seed: int):
-    """A fresh task model for an experiment, initialised from `init_seed`."""
+def build_task_model(exp, data: ImageData, init_seed: int, data_dir: str | Path = "data"):
+    """A fresh task model for an experiment, initialised from `init_seed` (and, with `pretrained`, its backbone's
+    pinned ImageNet weights from data_dir/weights/)."""
     torch.manual_seed(init_seed)
     spec = data.spec
-    return build_model(exp.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), exp.width,
-                       exp.dropout)
+    model = build_model(exp.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), exp.width,
+                        exp.dropout)
+    if exp.pretrained:
+        from repro.models.weights import load_pretrained_backbone
+
+        load_pretrained_backbone(model, exp.backbone, data_dir)
+    return model
 
 
 def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:

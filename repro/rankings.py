@@ -43,7 +43,7 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
         if hook is None and shared is not None:
             model, trained = shared
         else:
-            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"))).to(data.train_x.device)
+            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"), params.data_dir)).to(data.train_x.device)
             trained = fit(model, data, pool.labeled, recipe, derive_seed(seed, 0, "train"), hook=hook,
                           unlabeled=strategy.training_unlabeled(pool, seed, 0))
             if hook is None:

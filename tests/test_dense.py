@@ -102,7 +102,7 @@ def seg_ctx():
     return model, data, pool, aug, recipe
 
 
-@pytest.mark.parametrize("method", ["entropy", "margin", "coreset", "mcdal", "ll", "mal", "qbc"])
+@pytest.mark.parametrize("method", ["entropy", "margin", "coreset", "mcdal", "ll", "mal", "qbc", "mc-entropy", "daal"])
 def test_chunked_pool_scoring_equals_unchunked(seg_ctx, method):
     model, data, pool, aug, recipe = seg_ctx
     strategy = build_strategy(method, dataclasses.replace(build_strategy(method).Options(),
@@ -249,3 +249,64 @@ def test_dense_params_validate_in_both_profiles():
     assert paper.experiment("mal_fig4_bdd100k").schedule.labeled_counts(7000) == (350, 700, 1050, 1400)
     assert json.loads(json.dumps(paper.experiment("ads_fig6_voc").predictions_of)) == ["ads"]
     assert Path(ROOT / "params.yaml").is_file()
+
+
+@pytest.mark.parametrize("task,method", [("segmentation", "mcdal"), ("detection", "ll")])
+def test_bench_sample_times_dense_workloads(task, method):
+    from repro.sampling import dense_sampling_workload, time_query
+
+    w = dense_sampling_workload(task, torch.device("cpu"), full=False)
+    assert w.data.spec.task == task and w.pool.n_unlabeled == 448
+    seconds, params = time_query(method, w)
+    assert seconds > 0 and params > 0
+
+
+def _pin(monkeypatch, backbone, path):
+    import hashlib
+
+    from repro.models import weights
+
+    w = weights.PRETRAINED[backbone]
+    monkeypatch.setitem(weights.PRETRAINED, backbone, weights.WeightsFile(
+        path.name, hashlib.sha256(path.read_bytes()).hexdigest()[:8], w.source))
+
+
+def test_pretrained_weights_load_pinned_files_only(tmp_path, monkeypatch):
+    import torchvision
+
+    from repro.config import PRETRAINED_BACKBONES
+    from repro.models import weights
+    from repro.models.drn import DRN
+
+    assert set(PRETRAINED_BACKBONES) == set(weights.PRETRAINED)
+    with pytest.raises(weights.WeightsError, match="missing; place .*pretrained: false"):
+        weights.weights_path("ssd300", tmp_path)
+    (tmp_path / "weights").mkdir()
+    # SSD300: VGG-16's 13 convolutions into conv1_1 .. conv5_3, conv1 frozen
+    vgg = torchvision.models.vgg16().features.state_dict()
+    f = tmp_path / "weights" / "vgg16_features-test.pth"
+    torch.save({f"features.{k}": v for k, v in vgg.items()}, f)
+    bad = weights.PRETRAINED["ssd300"]
+    monkeypatch.setitem(weights.PRETRAINED, "ssd300", weights.WeightsFile(f.name, "00000000", bad.source))
+    with pytest.raises(weights.WeightsError, match="is not the pinned 00000000"):
+        weights.weights_path("ssd300", tmp_path)
+    _pin(monkeypatch, "ssd300", f)
+    ssd = build_model("ssd300", 20, 3, (300, 300))
+    weights.load_pretrained_backbone(ssd, "ssd300", tmp_path)
+    convs = [m for m in ssd.ssd.backbone.features if isinstance(m, nn.Conv2d)]
+    assert torch.equal(convs[0].weight, vgg["0.weight"]) and torch.equal(convs[-1].bias, vgg["21.bias"])
+    conv5_3 = [m for m in ssd.ssd.backbone.extra[0] if isinstance(m, nn.Conv2d)][2]
+    assert torch.equal(conv5_3.weight, vgg["28.weight"]) and not convs[0].weight.requires_grad
+    # DRN-D-22: fyu's body into DRNSeg.base
+    body = DRN(num_classes=1000)
+    g = tmp_path / "weights" / "drn_d_22-test.pth"
+    torch.save(body.state_dict(), g)
+    _pin(monkeypatch, "drn_d_22", g)
+    seg = build_model("drn_d_22", 19, 3, (64, 64))
+    weights.load_pretrained_backbone(seg, "drn_d_22", tmp_path)
+    assert torch.equal(seg.base.layer0[0].weight, body.layer0[0].weight)
+
+
+def test_pretrained_needs_full_width(tmp_path):
+    with pytest.raises(ConfigError, match="width 1 only"):
+        parse_params(seg_params(tmp_path, ["random"], pretrained=True))
