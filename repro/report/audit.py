@@ -373,8 +373,8 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
 
 
 def headline_accuracies(params: Params) -> dict[str, float]:
-    """Each paper's own method at the last stage of every experiment that runs it (mean test accuracy over
-    seeds, %): the numbers `dvc exp show` sets side by side across experiments."""
+    """Each paper's own method at the last stage of every experiment that runs it (mean test accuracy, mIoU or
+    VOC07 mAP over seeds, %, the key prefixed by the metric): the numbers `dvc exp show` sets side by side."""
     out = {}
     for name, exp in params.experiments:
         if exp.paper not in exp.methods:
@@ -383,7 +383,8 @@ def headline_accuracies(params: Params) -> dict[str, float]:
             records = load_records(params.results_dir, name, [exp.paper], exp.seeds, params)
         except RecordError:
             continue
-        out[f"acc_{name}_{exp.paper}"] = round(100 * float(np.mean([r["stages"][-1]["value"] for r in records])), 3)
+        prefix = "acc" if exp.metric == "accuracy" else exp.metric  # miou_..., map50_voc07_... for the dense ones
+        out[f"{prefix}_{name}_{exp.paper}"] = round(100 * float(np.mean([r["stages"][-1]["value"] for r in records])), 3)
     return out
 
 
