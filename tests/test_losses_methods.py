@@ -228,3 +228,12 @@ def test_select_topk_with_minus_inf_excluded_candidates():
     assert losses.select_topk(s, 2, torch.tensor([1, 2])).tolist() == [2, 1]
     with pytest.raises(ValueError):
         losses.select_topk(s, 4)
+
+
+def test_kcenter_without_labeled_points_and_with_ties():
+    """No center yet (every distance +inf): the first pick is index 0, then the farthest; duplicates tie to the
+    lowest index (the lookahead's candidates keep index order among ties)."""
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
+    none = torch.zeros(5, dtype=torch.bool)
+    assert losses.kcenter_greedy(x, none, 3).tolist() == [0, 3, 1]
+    assert losses.kcenter_greedy(x, none, 3, lookahead=1).tolist() == [0, 3, 1]

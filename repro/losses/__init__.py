@@ -227,14 +227,16 @@ def _sq_dist_exact(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (x - c).pow(2).sum(dim=-1)
 
 
-def kcenter_greedy(features: torch.Tensor, labeled: torch.Tensor, budget: int, chunk: int = 2048) -> torch.Tensor:
+def kcenter_greedy(features: torch.Tensor, labeled: torch.Tensor, budget: int, chunk: int = 2048,
+                   lookahead: int = 128) -> torch.Tensor:
     """Exact greedy k-center (Core-set, Sener & Savarese 2018, Alg. 1): `budget` picks, each the point whose
     Euclidean distance to its nearest center (labeled or already picked) is largest; exact ties go to the
     lowest index. Returns the picks in order as int64 pool indices.
 
     fp32, no N x N matrix. Distances that decide are computed with direct differences sum (x - c)^2; on CPU
     the expansion |x|^2 + |c|^2 - 2 x.c (a fast GEMM) only screens which points can change, with a
-    conservative rounding bound, so the result equals the direct-difference algorithm's.
+    conservative rounding bound, so the result equals the direct-difference algorithm's. The picks' columns are
+    computed `lookahead` at a time for the currently farthest points (`_greedy_speculative`).
     """
     x = features.float()
     n, d = x.shape
@@ -250,30 +252,56 @@ def kcenter_greedy(features: torch.Tensor, labeled: torch.Tensor, budget: int, c
     centers = torch.nonzero(labeled).squeeze(1)
     for start in range(0, centers.numel(), chunk):  # initial distances to the labeled set
         c_idx = centers[start : start + chunk]
-        c = x[c_idx]
+        c, sq_c = x[c_idx], sq[c_idx]
         for r0 in range(0, n, chunk):
             rows = slice(r0, min(n, r0 + chunk))
-            approx = (sq[rows, None] + sq[None, c_idx] - 2.0 * x[rows] @ c.T).clamp_min(0.0)
-            tol = tol_scale * (sq[rows, None] + sq[None, c_idx])
-            best = torch.minimum(min_d[rows], (approx + tol).min(dim=1).values)
-            ri, ci = torch.nonzero(approx - tol <= best[:, None], as_tuple=True)
+            # a = |c|^2 - 2 x.c (the row's |x|^2 is a per-row constant), built in place: 2 passes over the block
+            a = (x[rows] @ c.T).mul_(-2.0).add_(sq_c[None, :])
+            tol = tol_scale * (sq[rows] + sq_c.max())  # per row, >= every element's rounding bound
+            best = torch.minimum(min_d[rows], sq[rows] + a.min(dim=1).values + tol)  # an upper bound of the row min
+            ri, ci = torch.nonzero(a <= (best - sq[rows] + tol)[:, None], as_tuple=True)  # lower bound <= best
             exact = _sq_dist_exact(x[rows][ri], c[ci])
             cur = min_d[rows].clone()
             cur.scatter_reduce_(0, ri, exact, reduce="amin")
             min_d[rows] = cur
     min_d[labeled] = float("-inf")  # never pick a center again
+    if screen:
+        return _greedy_speculative(x, sq, min_d, budget, tol_scale, lookahead)
     picks = torch.empty(budget, dtype=torch.long, device=x.device)
     for step in range(budget):
         j = torch.argmax(min_d)  # first maximal index: ties to the lowest index
         picks[step] = j
-        c = x[j]
-        if screen:
-            approx = sq + sq[j] - 2.0 * (x @ c)
-            cand = torch.nonzero(approx - tol_scale * (sq + sq[j]) < min_d).squeeze(1)
-            min_d[cand] = torch.minimum(min_d[cand], _sq_dist_exact(x[cand], c))
-        else:
-            min_d = torch.minimum(min_d, _sq_dist_exact(x, c))
+        min_d = torch.minimum(min_d, _sq_dist_exact(x, x[j]))
         min_d[j] = float("-inf")
+    return picks
+
+
+def _greedy_speculative(x: torch.Tensor, sq: torch.Tensor, min_d: torch.Tensor, budget: int, tol_scale: float,
+                        lookahead: int) -> torch.Tensor:
+    """The greedy picks with the distance columns of the `lookahead` currently farthest points computed in one
+    GEMM (compute-bound) instead of one memory-bound GEMV per pick: the picks follow exactly the sequential
+    rule (argmax of min_d, ties to the lowest index); while the next pick is among the precomputed columns its
+    column screens the points it may move (conservative rounding bound) and their exact distances update
+    min_d; a pick outside them starts a new block. Same picks as one column per pick."""
+    picks = torch.empty(budget, dtype=torch.long, device=x.device)
+    step = 0
+    while step < budget:
+        m = min(lookahead, int((min_d > float("-inf")).sum()))  # the points not picked (+inf: no center yet)
+        # the m farthest, ties in index order (as argmax breaks them): the next pick is always the first
+        cand = torch.sort(min_d, descending=True, stable=True).indices[:m]
+        approx = (sq[:, None] + sq[cand][None, :] - 2.0 * (x @ x[cand].T)).clamp_min_(0.0)
+        approx -= tol_scale * (sq[:, None] + sq[cand][None, :])  # lower bounds of the squared distances
+        column = {int(c): i for i, c in enumerate(cand.tolist())}
+        while step < budget:
+            j = int(torch.argmax(min_d))  # first maximal index: ties to the lowest index
+            i = column.get(j)
+            if i is None:
+                break
+            picks[step] = j
+            step += 1
+            moved = torch.nonzero(approx[:, i] < min_d).squeeze(1)
+            min_d[moved] = torch.minimum(min_d[moved], _sq_dist_exact(x[moved], x[j]))
+            min_d[j] = float("-inf")
     return picks
 
 
