@@ -28,7 +28,7 @@ from repro.models import rebuild_model
 from repro.schema import Int, spec
 from repro.seeding import derive_seed
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, Strategy, register
-from repro.train import BatchStream, TrainContext, TrainingHook, device_layout, eval_mode
+from repro.train import BatchStream, TrainContext, TrainingHook, eval_mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,23 +95,28 @@ class _Committee:
         return ([ctx.model] if self.includes_task_model else []) + members
 
     def member_outputs(self, ctx: QueryContext, indices: np.ndarray, fn) -> torch.Tensor:
-        """fn(stacked class-last member probabilities (K, n, *S, C), stacked pooled features (K, n, D)) per chunk."""
+        """fn(stacked class-last member probabilities (K, n, *S, C), stacked pooled features (K, n, D)) per chunk
+        (the shared chunked scorer `ctx.map`, over all members at once)."""
         task, members = ctx.task, self.committee(ctx)
-        device = ctx.data.train_x.device
 
-        def chunk(x):
-            outs = [m(x) for m in members]
+        def chunk(outs):
             probs = torch.stack([task.class_last(torch.softmax(o.logits.float(), dim=1)) for o in outs])
             feats = torch.stack([task.pool(o.features.float()) for o in outs])
             return fn(probs, feats)
 
-        idx = torch.as_tensor(np.asarray(indices), device=device)
-        with torch.no_grad(), eval_mode(*members):
-            parts = [chunk(device_layout(ctx.augmenter.eval(ctx.data.train_x[c]), device))
-                     for c in idx.split(ctx.recipe.eval_batch_size)]
-        if parts and isinstance(parts[0], tuple):
-            return tuple(torch.cat(p) for p in zip(*parts))
-        return torch.cat(parts)
+        with eval_mode(*members):
+            return ctx.map(indices, chunk, model=_Members(members))
+
+
+class _Members(nn.Module):
+    """The committee as one module: its forward is every member's output (for `ctx.map`)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> list:
+        return [m(x) for m in self.members]
 
 
 @register("qbc")
