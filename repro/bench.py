@@ -132,9 +132,103 @@ def bench_train(repeats: int = 3, full: bool = False) -> list[dict]:
     return rows
 
 
-def main(what: str, repeats: int, full: bool, methods: list[str] | None = None) -> int:
+# --- `python -m repro bench runs`: DAL's MNIST protocol (issue 12), runs per hour alone vs in lockstep ---
+
+DAL_SIZES = tuple(range(100, 2101, 100))  # labeled counts of the 21 stages (initial 100, 20 queries of 100)
+
+
+def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, threads: int | None = None) -> float:
+    """Seconds per run for `epochs` epochs of DAL's LeNet recipe (Adam, batch 32, 20% validation evaluated
+    every epoch) on n labeled MNIST-shaped images: `runs` runs alone one after another, or in one lockstep group."""
+    from repro.lockstep import TrainRequest, fit_group
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    spec = get_spec("synthetic-mnist")
+    data = ImageData(spec, *make_synthetic(spec, max(DAL_SIZES), 16)).to(device)
+    recipe = Recipe(optimizer="adam", lr=1e-3, batch_size=32, epochs=epochs, validation_fraction=0.2,
+                    eval_batch_size=4096)
+    labeled = [np.random.default_rng(s).choice(len(data.train_y), n, replace=False) for s in range(runs)]
+    models = []
+    for s in range(runs):
+        torch.manual_seed(s)
+        models.append(build_model("lenet", 10, 1, (28, 28), 1.0, 0.5).to(device))
+    t = time.perf_counter()
+    if grouped:
+        fit_group([TrainRequest(m, data, lab, recipe, s, name=f"random/seed{s}")
+                   for s, (m, lab) in enumerate(zip(models, labeled))])
+    else:
+        for s, (m, lab) in enumerate(zip(models, labeled)):
+            fit(m, data, lab, recipe, s)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / runs
+
+
+def _two_workers_seconds(n: int, runs: int, epochs: int) -> float:
+    """Seconds per run when two single-threaded processes each train `runs` runs alone at the same time (how
+    `python -m repro run` spreads an experiment's runs over a 2-core CPU)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_dal_stage_seconds, [100] * 2, [1] * 2, [1] * 2, [False] * 2, ["cpu"] * 2, [1] * 2))  # warm
+        t = time.perf_counter()
+        list(pool.map(_dal_stage_seconds, [n] * 2, [runs] * 2, [epochs] * 2, [False] * 2, ["cpu"] * 2, [1] * 2))
+        return (time.perf_counter() - t) / (2 * runs)
+
+
+def bench_runs(group: int = 20, epochs: int = 2, repeats: int = 3) -> list[dict]:
+    """Runs per hour of DAL's MNIST protocol with `random` (the query costs nothing, so this is the training):
+    150 epochs at each of the 21 labeled counts 100..2,100 plus a 10,000-image test pass per stage. Epoch time is
+    measured at 500 and 1,700 labeled (medians of alternating repeats) and taken as linear in the labeled count.
+    Modes: runs alone in one process; (CPU) two single-threaded worker processes; runs in one lockstep group."""
+    from repro.data.augment import Augmenter
+    from repro.train import accuracy
+
+    device = resolve_device("auto")
+    spec = get_spec("synthetic-mnist")
+    test = ImageData(spec, *make_synthetic(spec, 16, 10_000)).to(device)
+    torch.manual_seed(0)
+    model = build_model("lenet", 10, 1, (28, 28), 1.0, 0.5).to(device)
+    aug = Augmenter((), spec.mean, spec.std, device)
+    accuracy(model, test.test_x, test.test_y, None, aug, 4096)
+    t = time.perf_counter()
+    accuracy(model, test.test_x, test.test_y, None, aug, 4096)
+    test_pass = time.perf_counter() - t
+    threads = torch.get_num_threads()
+    modes = {f"alone, 1 process x {threads} threads": lambda n: _dal_stage_seconds(n, 2, epochs, False, device)}
+    if device.type == "cpu":
+        modes["alone, 2 worker processes x 1 thread"] = lambda n: _two_workers_seconds(n, 1, epochs)
+    modes[f"lockstep, group of {group}"] = lambda n: _dal_stage_seconds(n, group, epochs, True, device)
+    _dal_stage_seconds(100, 2, 1, True, device)  # warm-up (vmap's first call)
+    times: dict[tuple[str, int], list[float]] = {(m, n): [] for m in modes for n in (500, 1700)}
+    for rep in range(repeats):
+        for m in (list(modes) if rep % 2 == 0 else list(modes)[::-1]):
+            for n in (500, 1700):
+                times[(m, n)].append(modes[m](n) / epochs)
+    torch.set_num_threads(threads)
+    rows = []
+    for m in modes:
+        e500, e1700 = (statistics.median(times[(m, n)]) for n in (500, 1700))
+        slope = (e1700 - e500) / 1200
+        run_seconds = sum(150 * (e500 + slope * (n - 500)) for n in DAL_SIZES) + 21 * test_pass
+        rows.append({"mode": m, "s/epoch at 500 labeled": round(e500, 4), "s/epoch at 1,700": round(e1700, 4),
+                     "min per run": round(run_seconds / 60, 1), "runs/hour": round(3600 / run_seconds, 1)})
+    base = rows[0]["runs/hour"]
+    for r in rows:
+        r["x alone"] = round(r["runs/hour"] / base, 2)
+    return rows
+
+
+def main(what: str, repeats: int, full: bool, methods: list[str] | None = None, group: int = 20) -> int:
     if what == "sample":
         return main_sample(full, methods)
+    if what == "runs":
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; "
+              f"DAL MNIST protocol (LeNet, 21 stages x 150 epochs), runs alone vs {group} in lockstep")
+        print(tabulate(bench_runs(group, repeats=repeats), headers="keys", tablefmt="github"))
+        return 0
     if what != "train":
         raise ValueError(f"unknown benchmark {what!r}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; "

@@ -50,7 +50,7 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
-    from repro import loop
+    from repro import distributed, executors, loop
     from repro.plan import describe_plan
     from repro.schema import ConfigError
 
@@ -62,28 +62,80 @@ def cmd_run(args) -> int:
             raise ConfigError("method", m, f"allowed for {args.experiment}: {list(exp.methods)}")
     seeds = exp.seeds if not args.seeds else tuple(args.seeds)
     runs = [(m, s) for m in methods for s in seeds]
-    print(describe_plan(params, args.experiment, runs), flush=True)
+    try:
+        array = executors.array_options(args.executor, args.partition, args.gpus_per_run, args.cpus_per_run,
+                                        args.array_parallelism, args.timeout_min, args.jobs, distributed.launched())
+    except executors.ExecutorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    writer = distributed.is_writer()
+
+    def done_line(method: str, seed: int, last: dict) -> str:
+        return (f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
+                f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+
+    if writer:
+        print(describe_plan(params, args.experiment, runs), flush=True)
     from repro.plan import run_is_done
     from repro.train import resolve_device
     from repro.workers import default_jobs, run_parallel
 
+    if distributed.launched():  # torchrun: every rank runs every run, training data-parallel inside each
+        try:
+            distributed.check_default_steps(params, args.experiment, methods)
+            device = distributed.init_process_group_from_env(resolve_device(params.device))
+            data = loop.load_experiment_data(params, args.experiment, device)
+            for method, seed in runs:
+                rec = loop.run(params, args.experiment, method, seed, data=data, progress=writer and not args.quiet)
+                distributed.barrier()  # rank 0 has written the record before anyone starts the next run
+                if writer:
+                    print(done_line(method, seed, rec["stages"][-1]), flush=True)
+        except distributed.DistributedError as e:  # the same on every rank: rank 0 says it
+            if writer:
+                print(f"error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            distributed.destroy()
+        return 0
     todo = [(m, s) for m, s in runs if not run_is_done(params, args.experiment, m, s)]
-    jobs = args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
+    if array is not None:
+        failed = []
+        if todo:
+            print(f"{len(todo)} run(s) as one {array.executor} job array; logs: "
+                  f"{executors.log_folder(params, args.experiment)}/", flush=True)
+        finished = executors.run_array(params, args.params, args.profile, args.experiment, todo, array) if todo else ()
+        for fin in finished:
+            if fin.error is None:
+                print(done_line(fin.method, fin.seed, fin.last), flush=True)
+            else:
+                failed.append(fin.error)
+                print(f"error: {fin.error}", file=sys.stderr, flush=True)
+        if failed:
+            print(f"error: {len(failed)} of {len(todo)} run(s) of {args.experiment} failed (errors and logs above)",
+                  file=sys.stderr)
+            return 1
+        runs = [r for r in runs if r not in todo]  # the ones done before re-emit their records below
+    jobs = 1 if array is not None else args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
+    from repro.lockstep import grouping_enabled
+
+    grouped = grouping_enabled(params.group_runs, resolve_device(params.device))
     if jobs > 1 and len(todo) > 1:
         print(f"{len(todo)} run(s) in {jobs} worker processes (--jobs / REPRO_JOBS)", flush=True)
         bar = tqdm(total=len(todo), desc=f"{args.experiment} runs", unit="run", disable=args.quiet)
-        for method, seed, last in run_parallel(args.params, args.profile, args.experiment, todo, jobs):
+        for method, seed, last in run_parallel(args.params, args.profile, args.experiment, todo, jobs,
+                                               grouped=grouped):
             bar.update()
-            tqdm.write(f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
-                       f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+            tqdm.write(done_line(method, seed, last))
         bar.close()
         runs = [r for r in runs if r not in todo]  # the finished ones re-emit their records below
     data = loop.load_experiment_data(params, args.experiment) if runs else None
+    if grouped and len(runs) > 1:  # lockstep groups (params' group_runs)
+        for rec in loop.run_group(params, args.experiment, runs, data=data, progress=not args.quiet):
+            tqdm.write(done_line(rec["method"], rec["seed"], rec["stages"][-1]))
+        return 0
     for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet or not runs):
         rec = loop.run(params, args.experiment, method, seed, data=data, progress=not args.quiet)
-        last = rec["stages"][-1]
-        tqdm.write(f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
-                   f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+        tqdm.write(done_line(method, seed, rec["stages"][-1]))
     return 0
 
 
@@ -194,7 +246,7 @@ def cmd_budget(args) -> int:
 def cmd_bench(args) -> int:
     from repro import bench
 
-    return bench.main(args.what, args.repeats, args.full, args.methods)
+    return bench.main(args.what, args.repeats, args.full, args.methods, args.group)
 
 
 def cmd_params(args) -> int:
@@ -228,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jobs", type=int, help="worker processes (default: REPRO_JOBS, else one per CPU core; 1 on CUDA)")
+    r.add_argument("--executor", choices=("slurm", "local"),
+                   help="submit the runs as one submitit job array and wait for it (default: run them here)")
+    r.add_argument("--partition", help="--executor slurm: the Slurm partition")
+    r.add_argument("--gpus-per-run", type=int, help="GPUs per array task (default: 1 on slurm, 0 local)")
+    r.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) per array task")
+    r.add_argument("--array-parallelism", type=int, help="--executor slurm: at most N tasks at once")
+    r.add_argument("--timeout-min", type=int, help=f"time limit per array task (default: {24 * 60})")
     r.set_defaults(fn=cmd_run)
     k = sub.add_parser("rank", help="score the whole unlabeled pool with several methods (DAL Fig. 3)")
     k.add_argument("name", help="a section of params.yaml `rankings`, e.g. dal_fig3")
@@ -261,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--fit", action="store_true", help="refit the per-step costs from the run records in results/")
     u.set_defaults(fn=cmd_budget)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
-    b.add_argument("what", choices=("train", "sample"), help="train: trainer img/s; sample: query time per method")
+    b.add_argument("what", choices=("train", "sample", "runs"),
+                   help="train: trainer img/s; sample: query time per method; runs: DAL's MNIST runs/hour alone vs "
+                        "in lockstep")
+    b.add_argument("--group", type=int, default=20, help="runs: the lockstep group size (default 20)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--full", action="store_true", help="the full-size (GPU) workloads on any device")
     b.add_argument("--methods", nargs="+", help="sample: only these methods (default: all but dal)")

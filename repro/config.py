@@ -70,6 +70,17 @@ class _RawMap(Check):
         return tuple((str(k), tuple(sorted(v.items()))) for k, v in value.items())
 
 
+class _GroupRuns(Check):
+    """group_runs: "auto" (as many as the memory cap allows) or a positive integer (1 = every run alone)."""
+
+    def __call__(self, key, value):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(key, value, 'expected "auto" or an integer >= 1 (1: every run trains alone)')
+        return value
+
+
 class _Variants(Check):
     """variants: name -> {method: <registered name>, **options}, kept raw here: `repro.methods` checks the
     method name and builds its options (config does not know the strategy registry)."""
@@ -203,6 +214,9 @@ class Params:
     results_dir: str = spec(Str(), "results")
     reports_dir: str = spec(Str(), "reports")
     checkpoint_dir: str = spec(Str(), "checkpoints")
+    # runs trained in lockstep (repro.lockstep): at most this many runs of an experiment that train the same
+    # model with the same recipe on equally many labels share one vmapped step; "auto": as memory allows
+    group_runs: int | str = spec(_GroupRuns(), 1)
     recipes: tuple[tuple[str, Recipe], ...] = spec(MapOf(Recipe, min_len=1))
     experiments: tuple[tuple[str, Experiment], ...] = spec(MapOf(Experiment, min_len=1))
     # named method variants: {name: {method: <registered>, <option>: <value>, ...}}, validated by the

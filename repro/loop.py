@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import zipfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from repro import distributed
 from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
 from repro.data.pool import ActivePool, indices_sha256
 from repro.fingerprint import raw_run_hash
+from repro.lockstep import TrainRequest
 from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
 from repro.records import atomic_write_json, atomic_write_npz, provenance
 from repro.strategies import QueryContext, build_strategy
 from repro.tasks import task_of
-from repro.train import derive_seed, embeddings, fit, resolve_device
+from repro.train import TrainResult, derive_seed, embeddings, fit, resolve_device
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
 FEATURES_PER_SIDE = 500  # labeled and unlabeled examples whose features a `features_of` run saves per stage
@@ -82,7 +85,8 @@ def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:
         return None
     state = json.loads(state_file.read_text())
     if state.get("key") != key:  # params or code changed: the old progress does not apply
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if distributed.is_writer():
+            shutil.rmtree(ckpt, ignore_errors=True)
         return None
     return state
 
@@ -97,6 +101,78 @@ def run(
     stop_after_stage: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one active-learning run and write its record; returns the record."""
+    steps = run_steps(params, experiment, method, seed, data, progress, stop_after_stage)
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(fit_request(request))
+    except StopIteration as done:
+        return done.value
+
+
+def fit_request(req: TrainRequest):
+    """`train.fit` of one run's stage, alone."""
+    return fit(req.model, req.data, req.labeled, req.recipe, req.seed, hook=req.hook, unlabeled=req.unlabeled,
+               progress=req.progress, state=req.state)
+
+
+def run_group(params: Params, experiment: str, runs: list[tuple[str, int]], data: ImageData | None = None,
+              progress: bool = True, group_runs: int | str | None = None) -> Iterator[dict[str, Any]]:
+    """Run (or resume) several runs of one experiment, stage by stage, training in lockstep (`repro.lockstep`)
+    every set of runs whose training can share a step, at most `group_runs` (params' `group_runs`) at a time;
+    yields each run's record as it finishes. Queries, evaluation, checkpoints and records stay per run."""
+    from collections import defaultdict
+
+    from repro.lockstep import auto_group_size, fit_group, group_key, groupable
+
+    limit = params.group_runs if group_runs is None else group_runs
+    data = data if data is not None else load_experiment_data(params, experiment)
+    steps = {r: run_steps(params, experiment, r[0], r[1], data, progress=False) for r in runs}
+    pending: dict[tuple[str, int], TrainRequest] = {}
+    for r, gen in steps.items():
+        try:
+            pending[r] = next(gen)
+        except StopIteration as done:
+            yield done.value
+    total = len(params.experiment(experiment).schedule.labeled_counts(data.pool_size, experiment)) * len(runs)
+    bar = tqdm(total=total, desc=f"{experiment}: {len(runs)} runs", unit="stage", disable=not progress)
+    while pending:
+        by_key: dict[Any, list[tuple[str, int]]] = defaultdict(list)
+        for r, req in pending.items():
+            by_key[group_key(req) if groupable(req) else ("alone", r)].append(r)
+        following: dict[tuple[str, int], TrainRequest] = {}
+        for members in by_key.values():
+            first = pending[members[0]]
+            size = limit if limit != "auto" else auto_group_size(first.model, first.recipe,
+                                                                 first.data.train_x.shape[1:],
+                                                                 first.data.train_x.device)
+            for lo in range(0, len(members), size):
+                chunk = members[lo : lo + size]
+                reqs = [pending[r] for r in chunk]
+                results = fit_group(reqs) if len(reqs) > 1 else [fit_request(reqs[0])]
+                for r, req, res in zip(chunk, reqs, results):
+                    torch.manual_seed(int(req.seed))  # the global RNG as a lone `fit` leaves it
+                    try:
+                        following[r] = steps[r].send(res)
+                    except StopIteration as done:
+                        yield done.value
+                    bar.update()
+        pending = following
+    bar.close()
+
+
+def run_steps(
+    params: Params,
+    experiment: str,
+    method: str,
+    seed: int,
+    data: ImageData | None = None,
+    progress: bool = True,
+    stop_after_stage: int | None = None,
+) -> Generator[TrainRequest, TrainResult, dict[str, Any]]:
+    """One run as a generator: it yields each stage's training as a `TrainRequest` and is sent the TrainResult
+    (`run` trains it alone, `run_group` in lockstep with others); everything else of the stage is its own.
+    Returns the record."""
     exp = params.experiment(experiment)
     if method not in exp.methods:
         raise ValueError(f"method {method!r} is not in experiments.{experiment}.methods {list(exp.methods)}")
@@ -112,13 +188,15 @@ def run(
     ckpt = checkpoint_dir(params, experiment, method, seed)
     out = record_path(params, experiment, method, seed)
 
+    writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank computes the same
     state = _load_checkpoint(ckpt, key)
     save_features = method in exp.features_of
     features: dict[str, np.ndarray] = {}  # every finished stage's `stage_features`, checkpointed with the stage
     if state is not None and save_features:
         features = _load_checkpoint_features(ckpt, state["next_stage"])
         if features is None:  # a finished stage's features are gone: start over rather than leave a hole
-            shutil.rmtree(ckpt, ignore_errors=True)
+            if writer:
+                shutil.rmtree(ckpt, ignore_errors=True)
             state, features = None, {}
     if state is None:
         pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)
@@ -144,21 +222,25 @@ def run(
             raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
         if model is None or strategy.reinit_each_stage:
             model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, stage, "init"), params.data_dir)).to(data.train_x.device)
+        request = TrainRequest(model, data, pool.labeled, recipe, derive_seed(seed, stage, "train"),
+                               hook=strategy.training_hook(), unlabeled=strategy.training_unlabeled(pool, seed, stage),
+                               progress=f"stage {stage} train" if progress else None,
+                               state=None if strategy.reinit_each_stage else method_state,
+                               name=f"{method}/seed{seed}")
+        trained = yield request
         t0 = time.perf_counter()
-        trained = fit(model, data, pool.labeled, recipe, derive_seed(seed, stage, "train"), hook=strategy.training_hook(),
-                      unlabeled=strategy.training_unlabeled(pool, seed, stage),
-                      progress=f"stage {stage} train" if progress else None,
-                      state=None if strategy.reinit_each_stage else method_state)
         method_state = trained.state
         scores = task.evaluate(model, data.test_x, data.test_y, augmenter, recipe.eval_batch_size, recipe.bf16)
         value = scores[exp.metric]
-        train_seconds = time.perf_counter() - t0
+        train_seconds = trained.seconds + time.perf_counter() - t0  # (a lockstep run: its share of the group's)
         if save_features:  # after training, before the query: the model that picks this stage's queries
             features.update(stage_features(model, data, pool, augmenter, recipe, seed, stage, key["params_sha256"]))
         state["stages"].append({
             "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
             "metric": exp.metric, "value": value, **state["pending"], "labeled_sha256": pool.sha256(),
             "train_seconds": train_seconds,
+            # the runs this one trained with in lockstep (its numbers are deterministic given this layout)
+            **({"train_group": request.group} if len(request.group) > 1 else {}),
             # every metric the task reports, where it reports more than the experiment's own (detection)
             **({"metrics": scores} if len(scores) > 1 else {}),
         })
@@ -168,8 +250,9 @@ def run(
             ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage, state=method_state)
             t0 = time.perf_counter()
             picked = np.asarray(strategy.query(ctx, counts[stage + 1] - counts[stage]), dtype=np.int64)
+            picked = distributed.broadcast_indices(picked)  # (torchrun: rank 0's picks, whatever ties did)
             query_seconds = time.perf_counter() - t0
-            if stage == 0 and method in exp.predictions_of:  # what the first query saw on the images it picked
+            if stage == 0 and method in exp.predictions_of and writer:  # what the first query saw on the images it picked
                 arrays = strategy.prediction_maps(ctx, picked[:PREDICTION_IMAGES])
                 atomic_write_npz(ckpt / "predictions.npz", {"params_sha256": np.array(key["params_sha256"]),
                                                              "indices": picked[:PREDICTION_IMAGES], **arrays})
@@ -178,15 +261,16 @@ def run(
                                 "selected_classes": _class_counts(data, picked), "query_seconds": query_seconds}
         state["next_stage"] = stage + 1
         state["labeled"] = pool.labeled.tolist()
-        if not strategy.reinit_each_stage:  # what carries over to the next stage: task model + method modules
+        if writer and not strategy.reinit_each_stage:  # what carries over: task model + method modules
             ckpt.mkdir(parents=True, exist_ok=True)
             for name, module in (("model", model), ("method_state", method_state)):
                 torch.save(module.state_dict(), ckpt / f"{name}.pt.tmp")
                 (ckpt / f"{name}.pt.tmp").replace(ckpt / f"{name}.pt")
-        if save_features:  # the checkpoint's copy first: state.json commits the stage, results/ may be wiped
+        if writer and save_features:  # the checkpoint's copy first: state.json commits the stage
             atomic_write_npz(ckpt / "features.npz", features)
-        atomic_write_json(ckpt / "state.json", state)
-        if save_features:
+        if writer:
+            atomic_write_json(ckpt / "state.json", state)
+        if writer and save_features:
             atomic_write_npz(features_path(params, experiment, method, seed), features)
         if stop_after_stage is not None and stage >= stop_after_stage:
             raise StopAfterStage(f"stopped after stage {stage}")
@@ -199,6 +283,8 @@ def run(
                                  {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir},
                                  key["code_sha256"], raw_run_hash(params, experiment, method)),
     }
+    if not writer:
+        return record
     if save_features:  # (again: a resumed run with no stage left, after DVC removed the outs)
         atomic_write_npz(features_path(params, experiment, method, seed), features)
     if method in exp.predictions_of and (ckpt / "predictions.npz").is_file():  # results/ may have been wiped

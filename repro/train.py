@@ -3,7 +3,7 @@ device placement and evaluation. Methods extend it through a `TrainingHook`, nev
 
 Speed rules (PERFORMANCE.md): the dataset stays on the device as uint8; batches are index tensors drawn
 on the device; augmentation is batched on the device; losses accumulate on the device and are read once
-per epoch (never a host sync per step); bf16 autocast + channels_last on CUDA, fp32 on CPU.
+per epoch (never a host sync per step); channels_last; bf16 autocast on CUDA, fp32 on CPU; fused optimizers.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def autocast(device: torch.device, enabled: bool = True):
 
 
 def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """channels_last for image batches on CUDA; unchanged otherwise."""
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+    """channels_last for image batches (on CUDA for the tensor cores; on a CPU oneDNN's pooling and small
+    convolutions run ~2x faster in it: LeNet's step 13.3 -> 6.2 ms, ResNet and DRN unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 @contextlib.contextmanager
@@ -155,6 +156,22 @@ class ScheduledOptimizer:
     schedule: str | Callable[[int, int, int], float]
 
 
+def build_optimizer(params, kind: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                    nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """SGD or Adam with these settings (both update each element on its own, so one optimizer over a lockstep
+    group's stacked parameters steps every run exactly as its own optimizer would)."""
+    params = list(params)
+    # the fused kernels (one pass over every parameter, CPU and CUDA) where all parameters are dense floats
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    fused = bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                               fused=fused or None)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
+    raise ValueError(f"optimizer kind {kind!r}: expected sgd or adam")
+
+
 class TrainContext:
     """What a hook sees: device, augmentation, the method's modules (`state`), optimizers with their own
     settings and schedules, the unlabeled stream."""
@@ -188,13 +205,8 @@ class TrainContext:
         wd = r.weight_decay if weight_decay is None else weight_decay
         if not (callable(schedule) or schedule in SCHEDULES):
             raise ValueError(f"schedule {schedule!r}: expected one of {SCHEDULES} or a callable")
-        if kind == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=r.momentum if momentum is None else momentum,
-                                  weight_decay=wd, nesterov=r.nesterov if nesterov is None else nesterov)
-        elif kind == "adam":
-            opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-        else:
-            raise ValueError(f"optimizer kind {kind!r}: expected sgd or adam")
+        opt = build_optimizer(params, kind, lr, r.momentum if momentum is None else momentum, wd,
+                              r.nesterov if nesterov is None else nesterov, betas)
         self.optimizers.append(ScheduledOptimizer(opt, lr, schedule))
         return opt
 
@@ -338,15 +350,44 @@ def fit(
     With `recipe.validation_fraction`, a seeded share of the labeled set is held out and the weights of the
     best validation epoch after `best_after_epoch` are loaded back at the end (DAL's reference protocol).
     """
-    from tqdm.auto import tqdm
-
     hook = hook or TrainingHook()
+    from repro import distributed  # under torchrun: each rank steps the DDP model on its shard of every batch
+
+    if distributed.active_world_size() > 1:
+        hook = distributed.DataParallelHook(hook, recipe.batch_size)
     device = data.train_x.device
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    torch.manual_seed(int(seed))  # dropout masks inside the model
+    torch.manual_seed(int(seed))  # the global RNG, for what draws from it (a method's own dropout)
+    with run_dropout(model, dropout_generator(seed, device)):  # the task model's masks: the run's own generator
+        return _fit(model, data, labeled, recipe, seed, hook, unlabeled, progress, state, device, gen)
+
+
+def dropout_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of a run's task-model dropout masks (the same for a lone run and its lockstep twin)."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "dropout"))
+
+
+@contextlib.contextmanager
+def run_dropout(model: nn.Module, generator: torch.Generator | None):
+    """Every RunDropout of the model draws its masks from `generator` inside (nn.Dropout's global draw after)."""
+    from repro.models.base import RunDropout
+
+    drops = [m for m in model.modules() if isinstance(m, RunDropout)]
+    for m in drops:
+        m.generator = generator
+    try:
+        yield
+    finally:
+        for m in drops:
+            m.generator, m.mask = None, None
+
+
+def _fit(model, data, labeled, recipe, seed, hook, unlabeled, progress, state, device, gen) -> TrainResult:
+    from tqdm.auto import tqdm
+
     augmenter = make_augmenter(data, recipe, device)
+    model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     if state is None:
         state = nn.ModuleDict(hook.build_modules(model, getattr(data, "spec", None)))

@@ -65,13 +65,28 @@ def _run(method: str, seed: int) -> tuple[str, int, dict]:
     return method, seed, rec["stages"][-1]
 
 
-def run_parallel(params_path: str, profile: str | None, experiment: str, runs: list[tuple[str, int]], jobs: int):
-    """Yield (method, seed, last stage) as runs finish; the first failing run's error is raised."""
+def _run_group(runs: list[tuple[str, int]]) -> list[tuple[str, int, dict]]:
+    """Several runs in lockstep (`loop.run_group`, params' `group_runs`) in this worker."""
+    from repro import loop
+
+    if "error" in _STATE:
+        raise _STATE["error"]
+    return [(r["method"], r["seed"], r["stages"][-1])
+            for r in loop.run_group(_STATE["params"], _STATE["experiment"], runs, data=_STATE["data"], progress=False)]
+
+
+def run_parallel(params_path: str, profile: str | None, experiment: str, runs: list[tuple[str, int]], jobs: int,
+                 grouped: bool = False):
+    """Yield (method, seed, last stage) as runs finish; the first failing run's error is raised. `grouped`: each
+    worker takes every jobs-th run and trains its share in lockstep (records come when its share is done)."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = get_context("spawn")  # no fork after torch started its thread pools
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init,
                              initargs=(str(params_path), profile, experiment, threads)) as pool:
-        pending = {pool.submit(_run, m, s) for m, s in runs}
+        if grouped:
+            pending = {pool.submit(_run_group, runs[k::jobs]) for k in range(jobs) if runs[k::jobs]}
+        else:
+            pending = {pool.submit(_run, m, s) for m, s in runs}
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for fut in done:
@@ -79,4 +94,4 @@ def run_parallel(params_path: str, profile: str | None, experiment: str, runs: l
                     for p in pending:
                         p.cancel()
                     raise fut.exception()
-                yield fut.result()
+                yield from (fut.result() if grouped else [fut.result()])

@@ -108,3 +108,27 @@ def test_resnet18_imagenet_output_contract_width_and_dropout():
     assert count_parameters(m) < count_parameters(build_model("resnet18-imagenet", 7, 3, (224, 224), width=0.5))
     d = build_model("resnet18-imagenet", 10, 3, (224, 224), dropout=0.3)
     assert any(isinstance(x, torch.nn.Dropout) for x in d.head.modules())
+
+
+def test_lenet_pool_before_relu_is_the_same_function_and_gradient():
+    """LeNet max-pools before its ReLU (a quarter of the ReLU work): outputs and every gradient equal, bit for
+    bit, those of the textbook ReLU-then-pool order with the same weights."""
+    import torch
+    from torch import nn
+
+    from repro.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet", 10, 1, (28, 28), 1.0, 0.0)
+    t = model.trunk
+    textbook = nn.Sequential(t[0], nn.ReLU(), nn.MaxPool2d(2), t[3], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    x = torch.randn(16, 1, 28, 28)
+    x[:4] = -x[:4].abs()  # windows whose max is negative
+    grads = []
+    for trunk in (model.trunk, textbook):
+        model.zero_grad()
+        out = model.head(model.embedding(trunk(x)))
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))

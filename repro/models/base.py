@@ -32,9 +32,34 @@ class Backbone(nn.Module):
         return ModelOutput(self.head(features), features)
 
 
+class RunDropout(nn.Dropout):
+    """nn.Dropout whose training masks are drawn from the run's own generator (`generator`, set by the trainer),
+    so a run's masks do not depend on what else the process does and a lockstep group (repro.lockstep) can draw
+    the very same masks per run outside vmap and hand them in (`mask`). Without either: nn.Dropout."""
+
+    generator: torch.Generator | None = None
+    mask: torch.Tensor | None = None  # a {0, 1} mask of the input's shape, used once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.mask is not None:
+            mask, self.mask = self.mask, None
+        elif self.generator is not None:
+            mask = draw_dropout_mask(x.shape, self.p, self.generator, x.device)
+        else:
+            return super().forward(x)
+        return x * mask.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def draw_dropout_mask(shape, p: float, generator: torch.Generator, device) -> torch.Tensor:
+    """A keep-mask (1 with probability 1 - p) in fp32, the same draw for a lone run and its lockstep twin."""
+    return torch.empty(tuple(shape), device=device).bernoulli_(1.0 - p, generator=generator)
+
+
 def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Module:
     """Dropout (if any) then the final linear layer."""
-    layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+    layers: list[nn.Module] = [RunDropout(dropout)] if dropout > 0 else []
     return nn.Sequential(*layers, nn.Linear(in_features, num_classes))
 
 

@@ -16,9 +16,11 @@ class LeNet(Backbone):
     ):
         super().__init__()
         c1, c2, hidden = (max(1, int(round(c * width))) for c in (32, 64, 128))
+        # max-pool before ReLU: the same function and gradient as ReLU then pool (ReLU is monotone; a window
+        # whose max is <= 0 passes no gradient either way), with a quarter of the ReLU work
         self.trunk = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(in_channels, c1, 3), nn.MaxPool2d(2), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 3), nn.MaxPool2d(2), nn.ReLU(inplace=True), nn.Flatten(),
         )
         h, w = image_size
         h, w = ((h - 2) // 2 - 2) // 2, ((w - 2) // 2 - 2) // 2

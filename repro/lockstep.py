@@ -1,0 +1,282 @@
+"""Runs in lockstep: the runs of an experiment that train the same architecture with the same recipe on labeled
+sets of the same size train together, one vmapped step over their stacked parameters
+(`torch.func.stack_module_state` + `functional_call`), so a small model pays the per-step overhead once per group
+instead of once per run.
+
+Each run keeps everything that makes it itself: its own batches and augmentation (its own generator, drawn as a
+lone `train.fit` draws them), its own dropout masks (its own generator, drawn outside vmap in the order a lone run
+draws them), its own validation split and best epoch. SGD and Adam update every element on its own, so one
+optimizer over the stacked parameters steps each run as its own optimizer would. What differs from a lone run is
+floating-point summation order inside the batched kernels (~1e-7 relative), which training amplifies; a grouped run
+is deterministic given its group (recorded in the run's stage records as `train_group`).
+
+Only plain training is grouped (the task's loss on labeled batches, no method hook): methods that train networks
+of their own train alone, as do runs with no partner of the same shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from repro.data.datasets import ImageData
+from repro.models.base import RunDropout, draw_dropout_mask
+from repro.recipe import Recipe, learning_rate
+from repro.train import (
+    BatchStream,
+    TrainingHook,
+    TrainResult,
+    _split_validation,
+    autocast,
+    build_optimizer,
+    device_layout,
+    dropout_generator,
+    make_augmenter,
+)
+
+MEMORY_FRACTION = 0.25  # `group_runs: auto` keeps a group's training state under this share of the GPU's memory
+
+
+@dataclass
+class TrainRequest:
+    """What a run asks the trainer for at one stage (`repro.loop.run_steps` yields it; `train.fit`'s arguments)."""
+
+    model: nn.Module
+    data: ImageData
+    labeled: np.ndarray
+    recipe: Recipe
+    seed: int
+    hook: TrainingHook | None = None
+    unlabeled: np.ndarray | None = None
+    progress: str | None = None
+    state: nn.ModuleDict | None = None
+    name: str = ""  # "method/seed<k>", for the group layout in the records
+    group: list[str] = field(default_factory=list)  # filled by the driver: the runs this one trained with
+
+
+def groupable(req: TrainRequest) -> bool:
+    """Plain classification training of a task model on images: what `fit_group` implements."""
+    from repro import distributed
+
+    plain = req.hook is None or type(req.hook) is TrainingHook
+    return (plain and isinstance(req.data, ImageData) and req.data.spec.task == "classification"
+            and distributed.active_world_size() <= 1)
+
+
+def group_key(req: TrainRequest) -> tuple:
+    """Requests with equal keys can share one lockstep step."""
+    return (type(req.model).__name__, getattr(req.model, "build_args", None), len(req.labeled), req.recipe,
+            req.data.spec.name, tuple(req.data.train_x.shape[1:]), str(req.data.train_x.device))
+
+
+def training_state_bytes(model: nn.Module, recipe: Recipe, image_shape: Sequence[int]) -> int:
+    """A run's training memory: parameters, gradients and two optimizer moments, plus the activations of one batch
+    (measured with forward hooks on a meta-device copy; x3 for what backward keeps)."""
+    n_params = sum(p.numel() for p in model.parameters())
+    acts = [0]
+
+    def count(_m, _inp, out):
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                acts[0] += t.numel()
+
+    meta = copy.deepcopy(model).to("meta")
+    handles = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
+    with torch.no_grad():
+        meta.train()(torch.empty(recipe.batch_size, *image_shape, device="meta"))
+    for h in handles:
+        h.remove()
+    return 4 * (4 * n_params + 3 * acts[0])
+
+
+def grouping_enabled(group_runs: int | str, device: torch.device) -> bool:
+    """Whether params' `group_runs` groups anything on this device ("auto" groups on a GPU only)."""
+    return group_runs != 1 and not (group_runs == "auto" and device.type != "cuda")
+
+
+def auto_group_size(model: nn.Module, recipe: Recipe, image_shape: Sequence[int], device: torch.device) -> int:
+    """`group_runs: auto`: on a GPU the largest group whose training state fits in MEMORY_FRACTION of its memory;
+    on a CPU 1 (every run alone): there the batched (grouped) convolutions and pooling of a vmapped step cost more
+    than G lone steps (`python -m repro bench runs`), and worker processes are the better use of the cores."""
+    if device.type != "cuda":
+        return 1
+    cap = MEMORY_FRACTION * torch.cuda.get_device_properties(device).total_memory
+    return memory_group_size(model, recipe, image_shape, cap)
+
+
+def memory_group_size(model: nn.Module, recipe: Recipe, image_shape: Sequence[int], cap_bytes: float) -> int:
+    """The largest group whose training state (`training_state_bytes` per run) fits in cap_bytes (at least 1)."""
+    return max(1, int(cap_bytes // max(1, training_state_bytes(model, recipe, image_shape))))
+
+
+def _dropout_shapes(base: nn.Module, x_shape: torch.Size) -> list[tuple[RunDropout, tuple[int, ...]]]:
+    """Each RunDropout of the model with the input shape it sees for one run's batch, in call order."""
+    seen: list[tuple[RunDropout, tuple[int, ...]]] = []
+    drops = [m for m in base.modules() if isinstance(m, RunDropout)]
+    if not drops:
+        return []
+    handles = [m.register_forward_pre_hook(lambda m, inp: seen.append((m, tuple(inp[0].shape)))) for m in drops]
+    meta = base.to("meta")
+    with torch.no_grad():
+        meta(torch.empty(x_shape, device="meta"))
+    for h in handles:
+        h.remove()
+    if len({id(m) for m, _ in seen}) != len(seen):
+        raise ValueError("lockstep training draws one mask per dropout module per step; this model calls one twice")
+    return seen
+
+
+class LockstepGroup:
+    """The stacked state of G runs and one training step over all of them."""
+
+    def __init__(self, requests: Sequence[TrainRequest]):
+        self.requests = list(requests)
+        first = self.requests[0]
+        self.recipe, self.device = first.recipe, first.data.train_x.device
+        self.models = [r.model for r in self.requests]
+        self.task = first.data.spec.task
+        from repro.tasks import task_of
+
+        self.task_obj = task_of(first.data)
+        for m in self.models:
+            m.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        params, buffers = stack_module_state(self.models)
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.base = copy.deepcopy(self.models[0]).to("meta")
+        self.base.train()
+        r = self.recipe
+        self.optimizer = build_optimizer(list(self.params.values()), r.optimizer, r.lr, r.momentum, r.weight_decay,
+                                         r.nesterov)
+        self._masks_for: dict[torch.Size, list[tuple[RunDropout, tuple[int, ...]]]] = {}
+        self._loss = vmap(self._run_loss)
+
+    def _run_loss(self, params, buffers, x, y, masks):
+        drops = self._drops
+        for (m, _), mask in zip(drops, masks):
+            m.mask = mask
+        out = functional_call(self.base, (params, buffers), (x,))
+        return self.task_obj.loss(self.base, out, y)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, xs: torch.Tensor, ys: torch.Tensor, dropout_gens: Sequence[torch.Generator]) -> torch.Tensor:
+        """One optimizer step of every run on its batch (xs: (G, B, ...), ys: (G, B)); returns the (G,) losses."""
+        shape = xs.shape[1:]
+        if shape not in self._masks_for:
+            self._masks_for[shape] = _dropout_shapes(self.base, shape)
+        self._drops = self._masks_for[shape]
+        masks = tuple(
+            torch.stack([draw_dropout_mask(s, m.p, g, self.device) for g in dropout_gens]) for m, s in self._drops
+        )
+        with autocast(self.device, self.recipe.bf16):
+            losses = self._loss(self.params, self.buffers, xs, ys, masks)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach()
+
+    @torch.no_grad()
+    def accuracy(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """(G,) top-1 accuracy of each run on its own (equally sized) held-out batch, eval mode."""
+        self.base.eval()
+        try:
+            def logits(p, b, x):
+                return functional_call(self.base, (p, b), (x,)).logits.float()
+
+            correct = torch.zeros(len(self.models), device=self.device)
+            for lo in range(0, xs.shape[1], self.recipe.eval_batch_size):
+                x = xs[:, lo : lo + self.recipe.eval_batch_size]
+                with autocast(self.device, self.recipe.bf16):
+                    out = vmap(logits)(self.params, self.buffers, x)
+                correct += (out.argmax(-1) == ys[:, lo : lo + x.shape[1]]).float().sum(1)
+            return correct / xs.shape[1]
+        finally:
+            self.base.train()
+
+    def snapshot(self, run: int) -> dict[str, torch.Tensor]:
+        return {k: v[run].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
+
+    def write_back(self, run: int, state: dict[str, torch.Tensor] | None = None) -> None:
+        """Copy run `run`'s parameters and buffers (or a snapshot of them) into its own model."""
+        state = state or {k: v[run] for k, v in {**self.params, **self.buffers}.items()}
+        own = dict(self.models[run].named_parameters()) | dict(self.models[run].named_buffers())
+        with torch.no_grad():
+            for k, v in state.items():
+                own[k].copy_(v)
+
+
+def fit_group(requests: Sequence[TrainRequest]) -> list[TrainResult]:
+    """`train.fit` of every request in lockstep (plain training: see `groupable`); the models are trained in place
+    and one TrainResult per request comes back (its `seconds` is the run's share of the group's time)."""
+    from tqdm.auto import tqdm
+
+    if not requests:
+        return []
+    keys = {group_key(r) for r in requests}
+    if len(keys) != 1 or not all(groupable(r) for r in requests):
+        raise ValueError("fit_group: the requests differ in model, recipe, labeled count or data shape, or one "
+                         "needs a method's own training; train those alone")
+    start = time.perf_counter()
+    recipe = requests[0].recipe
+    device = requests[0].data.train_x.device
+    G = len(requests)
+    group = LockstepGroup(requests)
+    augmenter = make_augmenter(requests[0].data, recipe, device)
+    gens = [torch.Generator(device=device).manual_seed(int(r.seed)) for r in requests]
+    dgens = [dropout_generator(r.seed, device) for r in requests]
+    splits = [_split_validation(np.asarray(r.labeled), recipe.validation_fraction, r.seed) for r in requests]
+    streams = [BatchStream(torch.as_tensor(tr, device=device), recipe.batch_size, g,
+                           drop_last=recipe.epoch_iterations is not None) for (tr, _), g in zip(splits, gens)]
+    vals = [torch.as_tensor(va, device=device) for _, va in splits]
+    val_x = torch.stack([augmenter.eval(r.data.train_x[v]) for r, v in zip(requests, vals)]) if vals[0].numel() else None
+    val_y = torch.stack([r.data.train_y[v] for r, v in zip(requests, vals)]) if vals[0].numel() else None
+    best_acc = torch.full((G,), -1.0)
+    best_epoch: list[int | None] = [None] * G
+    best_state: list[dict | None] = [None] * G
+    steps, loss_sum, n_batches = 0, torch.zeros(G, device=device), 0
+    progress = requests[0].progress
+    bar = tqdm(range(recipe.epochs), desc=progress and f"{progress} (group of {G})", leave=False,
+               disable=None if progress else True, unit="ep")
+    for epoch in bar:
+        loss_sum, n_batches = torch.zeros(G, device=device), 0
+        if recipe.epoch_iterations is None:
+            passes = [s.pass_batches() for s in streams]
+        else:
+            passes = [[s.next() for _ in range(recipe.epoch_iterations)] for s in streams]
+        n = len(passes[0])
+        for i in range(n):
+            group.set_lr(learning_rate(recipe, epoch, i, n))
+            xs, ys = [], []
+            for r, (req, g) in enumerate(zip(requests, gens)):  # each run's batch, augmented with its generator
+                idx = passes[r][i]
+                xs.append(augmenter.train(req.data.train_x[idx], g))
+                ys.append(req.data.train_y[idx])
+            loss_sum += group.step(device_layout(torch.stack(xs).flatten(0, 1), device).unflatten(0, (G, -1)),
+                                   torch.stack(ys), dgens)
+        n_batches = n
+        steps += n
+        if val_x is not None and epoch >= recipe.best_after_epoch:
+            acc = group.accuracy(val_x, val_y).cpu()  # one host sync per epoch
+            for r in torch.nonzero(acc > best_acc).flatten().tolist():
+                best_acc[r], best_epoch[r], best_state[r] = acc[r], epoch, group.snapshot(r)
+    losses = (loss_sum / max(1, n_batches)).tolist()
+    for r in range(G):
+        group.write_back(r, best_state[r])
+    share = (time.perf_counter() - start) / G
+    names = sorted(r.name for r in requests)
+    for r in requests:
+        r.group = names
+    return [TrainResult(recipe.epochs, steps, share, losses[r], best_epoch[r], float(best_acc[r]) if best_state[r] is not None else None, nn.ModuleDict())
+            for r in range(G)]
