@@ -172,9 +172,9 @@ def _two_workers_seconds(n: int, runs: int, epochs: int) -> float:
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_dal_stage_seconds, [100] * 2, [1] * 2, [1] * 2, [False] * 2, ["cpu"] * 2, [1] * 2))  # warm
+        list(pool.map(_dal_stage_seconds, [100] * 2, [1] * 2, [1] * 2, [False] * 2, [torch.device("cpu")] * 2, [1] * 2))  # warm
         t = time.perf_counter()
-        list(pool.map(_dal_stage_seconds, [n] * 2, [runs] * 2, [epochs] * 2, [False] * 2, ["cpu"] * 2, [1] * 2))
+        list(pool.map(_dal_stage_seconds, [n] * 2, [runs] * 2, [epochs] * 2, [False] * 2, [torch.device("cpu")] * 2, [1] * 2))
         return (time.perf_counter() - t) / (2 * runs)
 
 

@@ -39,6 +39,7 @@ from repro.train import (
     device_layout,
     dropout_generator,
     make_augmenter,
+    model_layout,
 )
 
 MEMORY_FRACTION = 0.25  # `group_runs: auto` keeps a group's training state under this share of the GPU's memory
@@ -146,7 +147,7 @@ class LockstepGroup:
 
         self.task_obj = task_of(first.data)
         for m in self.models:
-            m.to(memory_format=torch.channels_last)
+            model_layout(m, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         params, buffers = stack_module_state(self.models)

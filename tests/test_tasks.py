@@ -17,7 +17,7 @@ from .conftest import tiny_params
 FIXTURE = Path(__file__).parent / "data" / "classification_records.json"
 # the methods of the fixture, recorded by the code before the task layer (commit bf8f9cb) with the same params;
 # re-recorded in issue 12, whose numeric changes alter float rounding or draws on purpose: the task model's
-# dropout masks from each run's own generator, channels_last on a CPU, fused optimizers (before those, the
+# dropout masks from each run's own generator, fused optimizers (before those, the
 # loop's refactor into stage generators was checked to leave records with dropout 0 identical)
 FIXTURE_METHODS = ["random", "entropy", "coreset", "mcdal", "ll", "vaal", "mc-entropy"]
 
