@@ -148,8 +148,8 @@ class DFALStrategy(ScoreStrategy):
     quick_options = {"max_iter": 15}
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        """Ducoffe & Precioso 2018, Alg. 1: rank by ||r(x)||_2, r the DeepFool perturbation (Moosavi-Dezfooli
-        et al. 2016, Alg. 2)."""
+        """DFAL (Ducoffe & Precioso 2018): rank by ||r(x)||_2, r the DeepFool perturbation (Moosavi-Dezfooli et
+        al. 2016, Alg. 2), smallest first."""
         model, o = ctx.model.eval(), self.options
         mean, std = ctx.augmenter.mean, ctx.augmenter.std
         clip = None
