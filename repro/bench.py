@@ -19,9 +19,10 @@ from tabulate import tabulate
 from repro.data.datasets import ImageData
 from repro.data.specs import get_spec
 from repro.data.synthetic import make_synthetic
+from repro.device import resolve_device
 from repro.models import build_model
 from repro.recipe import Recipe
-from repro.train import fit, resolve_device
+from repro.train import fit
 
 
 @dataclass(frozen=True)

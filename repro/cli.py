@@ -76,8 +76,8 @@ def cmd_run(args) -> int:
 
     if writer:
         print(describe_plan(params, args.experiment, runs), flush=True)
+    from repro.device import resolve_device
     from repro.plan import run_is_done
-    from repro.train import resolve_device
     from repro.workers import default_jobs, run_parallel
 
     if distributed.launched():  # torchrun: every rank runs every run, training data-parallel inside each

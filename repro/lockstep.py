@@ -17,7 +17,6 @@ of their own train alone, as do runs with no partner of the same shape.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,20 +26,13 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from repro.data.datasets import ImageData
-from repro.models.base import RunDropout, draw_dropout_mask
+from repro.device import autocast, device_layout, model_layout
+from repro.epochs import TrainResult, labeled_pass, run_epochs, split_validation
+from repro.models.base import RunDropout, draw_dropout_mask, dropout_generator
+from repro.optim import build_optimizer
 from repro.recipe import Recipe, learning_rate
-from repro.train import (
-    BatchStream,
-    TrainingHook,
-    TrainResult,
-    _split_validation,
-    autocast,
-    build_optimizer,
-    device_layout,
-    dropout_generator,
-    make_augmenter,
-    model_layout,
-)
+from repro.tasks import task_of
+from repro.train import BatchStream, TrainingHook, make_augmenter
 
 MEMORY_FRACTION = 0.25  # `group_runs: auto` keeps a group's training state under this share of the GPU's memory
 
@@ -135,51 +127,74 @@ def _dropout_shapes(base: nn.Module, x_shape: torch.Size) -> list[tuple[RunDropo
 
 
 class LockstepGroup:
-    """The stacked state of G runs and one training step over all of them."""
+    """G runs trained together, for `epochs.run_epochs`: their stacked parameters, each run's own batch stream,
+    augmentation and dropout generators and validation split, and one vmapped step over all of them."""
 
     def __init__(self, requests: Sequence[TrainRequest]):
         self.requests = list(requests)
         first = self.requests[0]
         self.recipe, self.device = first.recipe, first.data.train_x.device
+        self.runs = len(self.requests)
         self.models = [r.model for r in self.requests]
-        self.task = first.data.spec.task
-        from repro.tasks import task_of
-
-        self.task_obj = task_of(first.data)
+        self.task = task_of(first.data)
         for m in self.models:
             model_layout(m, self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         params, buffers = stack_module_state(self.models)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.base = copy.deepcopy(self.models[0]).to("meta")
         self.base.train()
-        r = self.recipe
+        r, device = self.recipe, self.device
         self.optimizer = build_optimizer(list(self.params.values()), r.optimizer, r.lr, r.momentum, r.weight_decay,
                                          r.nesterov)
         self._masks_for: dict[torch.Size, list[tuple[RunDropout, tuple[int, ...]]]] = {}
         self._loss = vmap(self._run_loss)
+        # what a lone `train.fit` of each request draws from: its batch/augmentation and dropout generators
+        self.augmenter = make_augmenter(first.data, r, device)
+        self.gens = [torch.Generator(device=device).manual_seed(int(q.seed)) for q in self.requests]
+        self.dropout_gens = [dropout_generator(q.seed, device) for q in self.requests]
+        splits = [split_validation(np.asarray(q.labeled), r.validation_fraction, q.seed) for q in self.requests]
+        self.streams = [BatchStream(torch.as_tensor(tr, device=device), r.batch_size, g,
+                                    drop_last=r.epoch_iterations is not None) for (tr, _), g in zip(splits, self.gens)]
+        vals = [torch.as_tensor(va, device=device) for _, va in splits]
+        self.has_validation = bool(vals[0].numel())
+        if self.has_validation:
+            self.val_x = torch.stack([self.augmenter.eval(q.data.train_x[v]) for q, v in zip(self.requests, vals)])
+            self.val_y = torch.stack([q.data.train_y[v] for q, v in zip(self.requests, vals)])
 
     def _run_loss(self, params, buffers, x, y, masks):
         drops = self._drops
         for (m, _), mask in zip(drops, masks):
             m.mask = mask
         out = functional_call(self.base, (params, buffers), (x,))
-        return self.task_obj.loss(self.base, out, y)
+        return self.task.loss(self.base, out, y)
 
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def train_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
+        """One epoch of every run: each run's labeled pass, batch i of every run in one step."""
+        passes = [labeled_pass(s, self.recipe) for s in self.streams]
+        n = len(passes[0])
+        loss_sum = torch.zeros(self.runs, device=self.device)
+        for i in range(n):
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(self.recipe, epoch, i, n)
+            xs, ys = [], []
+            for r, (req, g) in enumerate(zip(self.requests, self.gens)):  # each run's batch, its own augmentation
+                idx = passes[r][i]
+                xs.append(self.augmenter.train(req.data.train_x[idx], g))
+                ys.append(req.data.train_y[idx])
+            loss_sum += self.step(device_layout(torch.stack(xs).flatten(0, 1), self.device).unflatten(0, (self.runs, -1)),
+                                  torch.stack(ys))
+        return loss_sum, n
 
-    def step(self, xs: torch.Tensor, ys: torch.Tensor, dropout_gens: Sequence[torch.Generator]) -> torch.Tensor:
+    def step(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         """One optimizer step of every run on its batch (xs: (G, B, ...), ys: (G, B)); returns the (G,) losses."""
         shape = xs.shape[1:]
         if shape not in self._masks_for:
             self._masks_for[shape] = _dropout_shapes(self.base, shape)
         self._drops = self._masks_for[shape]
         masks = tuple(
-            torch.stack([draw_dropout_mask(s, m.p, g, self.device) for g in dropout_gens]) for m, s in self._drops
+            torch.stack([draw_dropout_mask(s, m.p, g, self.device) for g in self.dropout_gens])
+            for m, s in self._drops
         )
         with autocast(self.device, self.recipe.bf16):
             losses = self._loss(self.params, self.buffers, xs, ys, masks)
@@ -187,6 +202,9 @@ class LockstepGroup:
         losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
+
+    def validation_accuracy(self) -> list[float]:
+        return self.accuracy(self.val_x, self.val_y).tolist()  # one host sync per epoch
 
     @torch.no_grad()
     def accuracy(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -196,7 +214,7 @@ class LockstepGroup:
             def logits(p, b, x):
                 return functional_call(self.base, (p, b), (x,)).logits.float()
 
-            correct = torch.zeros(len(self.models), device=self.device)
+            correct = torch.zeros(self.runs, device=self.device)
             for lo in range(0, xs.shape[1], self.recipe.eval_batch_size):
                 x = xs[:, lo : lo + self.recipe.eval_batch_size]
                 with autocast(self.device, self.recipe.bf16):
@@ -209,7 +227,7 @@ class LockstepGroup:
     def snapshot(self, run: int) -> dict[str, torch.Tensor]:
         return {k: v[run].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
 
-    def write_back(self, run: int, state: dict[str, torch.Tensor] | None = None) -> None:
+    def restore(self, run: int, state: dict[str, torch.Tensor] | None = None) -> None:
         """Copy run `run`'s parameters and buffers (or a snapshot of them) into its own model."""
         state = state or {k: v[run] for k, v in {**self.params, **self.buffers}.items()}
         own = dict(self.models[run].named_parameters()) | dict(self.models[run].named_buffers())
@@ -217,67 +235,23 @@ class LockstepGroup:
             for k, v in state.items():
                 own[k].copy_(v)
 
+    def end_epoch(self) -> bool:
+        return False
+
 
 def fit_group(requests: Sequence[TrainRequest]) -> list[TrainResult]:
     """`train.fit` of every request in lockstep (plain training: see `groupable`); the models are trained in place
     and one TrainResult per request comes back (its `seconds` is the run's share of the group's time)."""
-    from tqdm.auto import tqdm
-
     if not requests:
         return []
     keys = {group_key(r) for r in requests}
     if len(keys) != 1 or not all(groupable(r) for r in requests):
         raise ValueError("fit_group: the requests differ in model, recipe, labeled count or data shape, or one "
                          "needs a method's own training; train those alone")
-    start = time.perf_counter()
-    recipe = requests[0].recipe
-    device = requests[0].data.train_x.device
-    G = len(requests)
-    group = LockstepGroup(requests)
-    augmenter = make_augmenter(requests[0].data, recipe, device)
-    gens = [torch.Generator(device=device).manual_seed(int(r.seed)) for r in requests]
-    dgens = [dropout_generator(r.seed, device) for r in requests]
-    splits = [_split_validation(np.asarray(r.labeled), recipe.validation_fraction, r.seed) for r in requests]
-    streams = [BatchStream(torch.as_tensor(tr, device=device), recipe.batch_size, g,
-                           drop_last=recipe.epoch_iterations is not None) for (tr, _), g in zip(splits, gens)]
-    vals = [torch.as_tensor(va, device=device) for _, va in splits]
-    val_x = torch.stack([augmenter.eval(r.data.train_x[v]) for r, v in zip(requests, vals)]) if vals[0].numel() else None
-    val_y = torch.stack([r.data.train_y[v] for r, v in zip(requests, vals)]) if vals[0].numel() else None
-    best_acc = torch.full((G,), -1.0)
-    best_epoch: list[int | None] = [None] * G
-    best_state: list[dict | None] = [None] * G
-    steps, loss_sum, n_batches = 0, torch.zeros(G, device=device), 0
     progress = requests[0].progress
-    bar = tqdm(range(recipe.epochs), desc=progress and f"{progress} (group of {G})", leave=False,
-               disable=None if progress else True, unit="ep")
-    for epoch in bar:
-        loss_sum, n_batches = torch.zeros(G, device=device), 0
-        if recipe.epoch_iterations is None:
-            passes = [s.pass_batches() for s in streams]
-        else:
-            passes = [[s.next() for _ in range(recipe.epoch_iterations)] for s in streams]
-        n = len(passes[0])
-        for i in range(n):
-            group.set_lr(learning_rate(recipe, epoch, i, n))
-            xs, ys = [], []
-            for r, (req, g) in enumerate(zip(requests, gens)):  # each run's batch, augmented with its generator
-                idx = passes[r][i]
-                xs.append(augmenter.train(req.data.train_x[idx], g))
-                ys.append(req.data.train_y[idx])
-            loss_sum += group.step(device_layout(torch.stack(xs).flatten(0, 1), device).unflatten(0, (G, -1)),
-                                   torch.stack(ys), dgens)
-        n_batches = n
-        steps += n
-        if val_x is not None and epoch >= recipe.best_after_epoch:
-            acc = group.accuracy(val_x, val_y).cpu()  # one host sync per epoch
-            for r in torch.nonzero(acc > best_acc).flatten().tolist():
-                best_acc[r], best_epoch[r], best_state[r] = acc[r], epoch, group.snapshot(r)
-    losses = (loss_sum / max(1, n_batches)).tolist()
-    for r in range(G):
-        group.write_back(r, best_state[r])
-    share = (time.perf_counter() - start) / G
+    results = run_epochs(LockstepGroup(requests), requests[0].recipe,
+                         progress and f"{progress} (group of {len(requests)})")
     names = sorted(r.name for r in requests)
     for r in requests:
         r.group = names
-    return [TrainResult(recipe.epochs, steps, share, losses[r], best_epoch[r], float(best_acc[r]) if best_state[r] is not None else None, nn.ModuleDict())
-            for r in range(G)]
+    return results

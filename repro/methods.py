@@ -23,8 +23,9 @@ from repro.strategies import STRATEGIES
 # Files every run depends on (package-relative; folders mean every .py inside). A method's own files (its
 # strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
 # method reruns only that method's runs.
-CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py", "train.py",
-             "lockstep.py", "distributed.py", "loop.py", "records.py", "tasks.py", "metrics.py", "strategies/__init__.py", "strategies/base.py")
+CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py",
+             "device.py", "optim.py", "epochs.py", "train.py", "lockstep.py", "distributed.py", "loop.py", "records.py",
+             "tasks.py", "metrics.py", "strategies/__init__.py", "strategies/base.py")
 
 
 def registered_method(params: Params, name: str) -> str:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from repro.config import TASK_METRICS
 from repro.data.specs import IGNORE_INDEX, TASKS
+from repro.device import autocast, device_layout
 
 
 class Task:
@@ -92,8 +93,6 @@ class SegmentationTask(Task):
 
     def evaluate(self, model, images, targets, augmenter, batch_size, bf16):
         from repro.metrics import SegmentationMeter
-        from repro.train import autocast, device_layout
-
         device = images.device
         meter = SegmentationMeter(model_classes(model, targets), device)
         model.eval()
@@ -140,8 +139,6 @@ class DetectionTask(Task):
 
     def evaluate(self, model, images, targets, augmenter, batch_size, bf16):
         from repro.metrics import DetectionMeter
-        from repro.train import autocast, device_layout
-
         device = images.device
         meter = DetectionMeter(model.num_classes, device)
         model.eval()

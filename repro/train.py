@@ -1,5 +1,7 @@
-"""The one shared trainer: epochs, batching, optimizers and schedules, mixed precision, channels_last,
-device placement and evaluation. Methods extend it through a `TrainingHook`, never by copying the loop.
+"""The one shared trainer: what a run's training step sees (`TrainContext`), how methods extend it (`TrainingHook`),
+batching and evaluation. Methods extend it through a hook, never by copying the loop; the epoch loop itself is
+`repro.epochs.run_epochs` (shared with lockstep groups), optimizers are `repro.optim`'s, device, precision and
+layout `repro.device`'s.
 
 Speed rules (PERFORMANCE.md): the dataset stays on the device as uint8; batches are index tensors drawn
 on the device; augmentation is batched on the device; losses accumulate on the device and are read once
@@ -10,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,36 +21,13 @@ from torch import nn
 
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
+from repro.device import autocast, device_layout, model_layout
+from repro.epochs import TrainResult, labeled_pass, run_epochs, split_validation
+from repro.models.base import dropout_generator, run_dropout
+from repro.optim import SCHEDULES, ScheduledOptimizer, build_optimizer
 from repro.recipe import Recipe, learning_rate
 from repro.seeding import derive_seed
 from repro.tasks import Task, task_of
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but no CUDA device is visible; use device: auto or cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op on CPU (CPU paths train in fp32)."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """channels_last for image batches on CUDA; unchanged otherwise."""
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
-
-
-def model_layout(model: nn.Module, device: torch.device) -> None:
-    """channels_last weights on CUDA, and on a CPU for models that run faster so (`cpu_channels_last`: LeNet,
-    whose max-pool oneDNN runs ~2x faster in NHWC; a CIFAR ResNet-18 x1/8 trains 25% slower in it on a CPU)."""
-    if device.type == "cuda" or getattr(model, "cpu_channels_last", False):
-        model.to(memory_format=torch.channels_last)
 
 
 @contextlib.contextmanager
@@ -134,48 +111,6 @@ class BatchStream:
         if not self._batches:
             self._batches = self.pass_batches()[::-1]
         return self._batches.pop()
-
-
-@dataclass
-class TrainResult:
-    epochs: int
-    steps: int
-    seconds: float
-    final_loss: float
-    best_epoch: int | None = None
-    best_val_accuracy: float | None = None
-    # the method's trained modules (the hook's `build_modules`), for its query and the checkpoint
-    state: nn.ModuleDict = field(default_factory=nn.ModuleDict)
-
-
-SCHEDULES = ("recipe", "constant")
-
-
-@dataclass
-class ScheduledOptimizer:
-    """An optimizer and how its learning rate moves: "recipe" scales its base rate by the recipe's schedule
-    (multi-step decay, warm-up, a hook's `learning_rate`); "constant" keeps it; a callable maps
-    (epoch, step_in_epoch, steps_per_epoch) to a factor of its base rate."""
-
-    optimizer: torch.optim.Optimizer
-    base_lr: float
-    schedule: str | Callable[[int, int, int], float]
-
-
-def build_optimizer(params, kind: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                    nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """SGD or Adam with these settings (both update each element on its own, so one optimizer over a lockstep
-    group's stacked parameters steps every run exactly as its own optimizer would)."""
-    params = list(params)
-    # the fused kernels (one pass over every parameter, CPU and CUDA) where all parameters are dense floats
-    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
-    fused = bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                               fused=fused or None)
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
-    raise ValueError(f"optimizer kind {kind!r}: expected sgd or adam")
 
 
 class TrainContext:
@@ -331,14 +266,6 @@ class TrainingHook:
         return False
 
 
-def _split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if fraction <= 0:
-        return labeled, labeled[:0]
-    perm = np.random.default_rng(derive_seed(seed, 0, "validation")).permutation(labeled)
-    n_val = int(math.floor(len(labeled) * fraction))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def fit(
     model: nn.Module,
     data: ImageData | FeatureData,
@@ -368,70 +295,52 @@ def fit(
         return _fit(model, data, labeled, recipe, seed, hook, unlabeled, progress, state, device, gen)
 
 
-def dropout_generator(seed: int, device: torch.device) -> torch.Generator:
-    """The generator of a run's task-model dropout masks (the same for a lone run and its lockstep twin)."""
-    return torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "dropout"))
-
-
-@contextlib.contextmanager
-def run_dropout(model: nn.Module, generator: torch.Generator | None):
-    """Every RunDropout of the model draws its masks from `generator` inside (nn.Dropout's global draw after)."""
-    from repro.models.base import RunDropout
-
-    drops = [m for m in model.modules() if isinstance(m, RunDropout)]
-    for m in drops:
-        m.generator = generator
-    try:
-        yield
-    finally:
-        for m in drops:
-            m.generator, m.mask = None, None
-
-
 def _fit(model, data, labeled, recipe, seed, hook, unlabeled, progress, state, device, gen) -> TrainResult:
-    from tqdm.auto import tqdm
-
-    augmenter = make_augmenter(data, recipe, device)
     model_layout(model, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     if state is None:
         state = nn.ModuleDict(hook.build_modules(model, getattr(data, "spec", None)))
     state = state.to(device)
-    ctx = TrainContext(model, recipe, augmenter, gen, device, data, state)
+    ctx = TrainContext(model, recipe, make_augmenter(data, recipe, device), gen, device, data, state)
     hook.setup(ctx)
-    train_idx, val_idx = _split_validation(np.asarray(labeled), recipe.validation_fraction, seed)
-    stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, gen,
-                         drop_last=recipe.epoch_iterations is not None)
-    ctx.labeled_stream = stream
-    if hook.uses_unlabeled and unlabeled is not None and len(unlabeled):
-        ctx.unlabeled_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "unlabeled"))
-        ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size,
-                                           ctx.unlabeled_gen, drop_last=recipe.epoch_iterations is not None)
-    val_t = torch.as_tensor(val_idx, device=device)
-    best_acc, best_epoch, best_state = -1.0, None, None
-    start, steps, loss_value = time.perf_counter(), 0, float("nan")
-    # epoch bars only on a terminal (dvc logs keep the per-stage bars)
-    bar = tqdm(range(recipe.epochs), desc=progress, leave=False, disable=None if progress else True, unit="ep")
-    epochs_run = 0
-    for epoch in bar:
-        ctx.epoch, epochs_run = epoch, epoch + 1
-        model.train()
-        loss_sum, n_batches = torch.zeros((), device=device), 0
+    result = run_epochs(_RunTrainee(ctx, hook, labeled, unlabeled, seed), recipe, progress)[0]
+    result.state = state
+    return result
+
+
+class _RunTrainee:
+    """One run for `run_epochs`: an epoch steps the method's hook through the epoch's phases."""
+
+    runs = 1
+
+    def __init__(self, ctx: TrainContext, hook: TrainingHook, labeled, unlabeled, seed: int):
+        self.ctx, self.hook, recipe, device = ctx, hook, ctx.recipe, ctx.device
+        train_idx, val_idx = split_validation(np.asarray(labeled), recipe.validation_fraction, seed)
+        self.n_train = len(train_idx)
+        ctx.labeled_stream = BatchStream(torch.as_tensor(train_idx, device=device), recipe.batch_size, ctx.gen,
+                                         drop_last=recipe.epoch_iterations is not None)
+        if hook.uses_unlabeled and unlabeled is not None and len(unlabeled):
+            ctx.unlabeled_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "unlabeled"))
+            ctx.unlabeled_stream = BatchStream(torch.as_tensor(unlabeled, device=device), recipe.batch_size,
+                                               ctx.unlabeled_gen, drop_last=recipe.epoch_iterations is not None)
+        self.val_idx = torch.as_tensor(val_idx, device=device)
+        self.has_validation = bool(self.val_idx.numel())
+
+    def train_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
+        ctx, hook, recipe = self.ctx, self.hook, self.ctx.recipe
+        ctx.epoch = epoch
+        ctx.model.train()
+        loss_sum, n_batches = torch.zeros(1, device=ctx.device), 0
         for phase in hook.epoch_phases(epoch):
             ctx.phase = phase
             driver = hook.phase_driver(phase)
             if driver == "labeled":
-                batches = (
-                    stream.pass_batches() if recipe.epoch_iterations is None
-                    else [stream.next() for _ in range(recipe.epoch_iterations)]
-                )
+                batches = labeled_pass(ctx.labeled_stream, recipe)
             elif driver in ("unlabeled", "unlabeled+labeled"):
                 batches = ctx.unlabeled_stream.pass_batches() if ctx.unlabeled_stream is not None else []
             else:
                 raise ValueError(f"unknown phase driver {driver!r} for phase {phase!r}")
             for i, idx in enumerate(batches):
-                lr = hook.learning_rate(recipe, epoch, i, len(batches), len(train_idx))
+                lr = hook.learning_rate(recipe, epoch, i, len(batches), self.n_train)
                 ctx.set_learning_rates(lr, epoch, i, len(batches))
                 if driver == "labeled":
                     x, y = ctx.labeled_batch(idx)
@@ -439,29 +348,29 @@ def _fit(model, data, labeled, recipe, seed, hook, unlabeled, progress, state, d
                     ctx._driving_unlabeled = idx
                     x = y = None
                     if driver == "unlabeled+labeled":
-                        x, y = ctx.labeled_batch(stream.next())
+                        x, y = ctx.labeled_batch(ctx.labeled_stream.next())
                 loss_sum += hook.training_step(ctx, x, y)
                 ctx._driving_unlabeled = None
             n_batches += len(batches)
-        steps += n_batches
-        if val_t.numel() and epoch >= recipe.best_after_epoch:
-            if ctx.task.name != "classification":
-                raise ValueError("validation_fraction (best-epoch selection) is defined for classification only")
-            acc = accuracy(model, data.train_x, data.train_y, val_t, augmenter, recipe.eval_batch_size, recipe.bf16)
-            if acc > best_acc:
-                best_acc, best_epoch = acc, epoch
-                best_state = copy.deepcopy(model.state_dict())
-        hook.on_epoch_end(ctx)
-        stop = hook.should_stop(ctx)
-        if progress is not None or epoch == recipe.epochs - 1 or stop:
-            loss_value = float(loss_sum) / max(1, n_batches)  # one host sync per epoch
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-        if stop:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(epochs_run, steps, time.perf_counter() - start, loss_value,
-                       best_epoch, best_acc if best_state is not None else None, state)
+        return loss_sum, n_batches
+
+    def validation_accuracy(self) -> list[float]:
+        ctx = self.ctx
+        if ctx.task.name != "classification":
+            raise ValueError("validation_fraction (best-epoch selection) is defined for classification only")
+        return [accuracy(ctx.model, ctx.data.train_x, ctx.data.train_y, self.val_idx, ctx.augmenter,
+                         ctx.recipe.eval_batch_size, ctx.recipe.bf16)]
+
+    def snapshot(self, run: int) -> dict[str, torch.Tensor]:
+        return copy.deepcopy(self.ctx.model.state_dict())
+
+    def restore(self, run: int, state: dict[str, torch.Tensor] | None) -> None:
+        if state is not None:
+            self.ctx.model.load_state_dict(state)
+
+    def end_epoch(self) -> bool:
+        self.hook.on_epoch_end(self.ctx)
+        return bool(self.hook.should_stop(self.ctx))
 
 
 @torch.no_grad()

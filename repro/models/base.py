@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from repro.seeding import derive_seed
 
 
 class ModelOutput(NamedTuple):
@@ -55,6 +58,24 @@ class RunDropout(nn.Dropout):
 def draw_dropout_mask(shape, p: float, generator: torch.Generator, device) -> torch.Tensor:
     """A keep-mask (1 with probability 1 - p) in fp32, the same draw for a lone run and its lockstep twin."""
     return torch.empty(tuple(shape), device=device).bernoulli_(1.0 - p, generator=generator)
+
+
+def dropout_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of a run's task-model dropout masks (the same for a lone run and its lockstep twin)."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, 0, "dropout"))
+
+
+@contextlib.contextmanager
+def run_dropout(model: nn.Module, generator: torch.Generator | None):
+    """Every RunDropout of the model draws its masks from `generator` inside (nn.Dropout's global draw after)."""
+    drops = [m for m in model.modules() if isinstance(m, RunDropout)]
+    for m in drops:
+        m.generator = generator
+    try:
+        yield
+    finally:
+        for m in drops:
+            m.generator, m.mask = None, None
 
 
 def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Module:

@@ -35,9 +35,9 @@ def build_sampling_table(params: Params, art: SamplingTable, tables: str | Path 
                          progress: bool = True) -> tuple[Path, Path]:
     from tabulate import tabulate
 
+    from repro.device import resolve_device
     from repro.params_table import rows as parameter_rows
     from repro.sampling import sampling_workload, time_query
-    from repro.train import resolve_device
 
     registry = load_registries(tables).get(art.paper)
     if registry is None:

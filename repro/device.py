@@ -1,0 +1,37 @@
+"""Where and in what precision and memory layout training runs: the device, bf16 autocast, channels_last."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but no CUDA device is visible; use device: auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; a no-op on CPU (CPU paths train in fp32)."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """channels_last for image batches on CUDA; unchanged otherwise."""
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+
+
+def model_layout(model: nn.Module, device: torch.device) -> None:
+    """channels_last weights on CUDA, and on a CPU for models that run faster so (`cpu_channels_last`: LeNet,
+    whose max-pool oneDNN runs ~2x faster in NHWC; a CIFAR ResNet-18 x1/8 trains 25% slower in it on a CPU)."""
+    if device.type == "cuda" or getattr(model, "cpu_channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
