@@ -7,6 +7,7 @@ in alternating order over several repeats; medians are reported. Not a test.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -138,9 +139,11 @@ def bench_train(repeats: int = 3, full: bool = False) -> list[dict]:
 DAL_SIZES = tuple(range(100, 2101, 100))  # labeled counts of the 21 stages (initial 100, 20 queries of 100)
 
 
-def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, threads: int | None = None) -> float:
+def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, threads: int | None = None,
+                       bf16_cpu: bool = False) -> float:
     """Seconds per run for `epochs` epochs of DAL's LeNet recipe (Adam, batch 32, 20% validation evaluated
-    every epoch) on n labeled MNIST-shaped images: `runs` runs alone one after another, or in one lockstep group."""
+    every epoch) on n labeled MNIST-shaped images: `runs` runs alone one after another, or in one lockstep group
+    (`bf16_cpu`: the recipe's opt-in bf16 training on a CPU)."""
     from repro.lockstep import TrainRequest, fit_group
 
     if threads is not None:
@@ -148,7 +151,7 @@ def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, th
     spec = get_spec("synthetic-mnist")
     data = ImageData(spec, *make_synthetic(spec, max(DAL_SIZES), 16)).to(device)
     recipe = Recipe(optimizer="adam", lr=1e-3, batch_size=32, epochs=epochs, validation_fraction=0.2,
-                    eval_batch_size=4096)
+                    eval_batch_size=4096, bf16_cpu=bf16_cpu)
     labeled = [np.random.default_rng(s).choice(len(data.train_y), n, replace=False) for s in range(runs)]
     models = []
     for s in range(runs):
@@ -166,7 +169,7 @@ def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, th
     return (time.perf_counter() - t) / runs
 
 
-def _two_workers_seconds(n: int, runs: int, epochs: int) -> float:
+def _two_workers_seconds(n: int, runs: int, epochs: int, bf16_cpu: bool = False) -> float:
     """Seconds per run when two single-threaded processes each train `runs` runs alone at the same time (how
     `python -m repro run` spreads an experiment's runs over a 2-core CPU)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -175,7 +178,8 @@ def _two_workers_seconds(n: int, runs: int, epochs: int) -> float:
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         list(pool.map(_dal_stage_seconds, [100] * 2, [1] * 2, [1] * 2, [False] * 2, [torch.device("cpu")] * 2, [1] * 2))  # warm
         t = time.perf_counter()
-        list(pool.map(_dal_stage_seconds, [n] * 2, [runs] * 2, [epochs] * 2, [False] * 2, [torch.device("cpu")] * 2, [1] * 2))
+        list(pool.map(_dal_stage_seconds, [n] * 2, [runs] * 2, [epochs] * 2, [False] * 2, [torch.device("cpu")] * 2,
+                      [1] * 2, [bf16_cpu] * 2))
         return (time.perf_counter() - t) / (2 * runs)
 
 
@@ -201,6 +205,10 @@ def bench_runs(group: int = 20, epochs: int = 2, repeats: int = 3) -> list[dict]
     modes = {f"alone, 1 process x {threads} threads": lambda n: _dal_stage_seconds(n, 2, epochs, False, device)}
     if device.type == "cpu":
         modes["alone, 2 worker processes x 1 thread"] = lambda n: _two_workers_seconds(n, 1, epochs)
+        # the recipe's opt-in bf16 training (not the paper profile's: `bench precision` measures what it changes)
+        modes["alone, 1 process, bf16_cpu (opt-in)"] = lambda n: _dal_stage_seconds(n, 2, epochs, False, device,
+                                                                                      bf16_cpu=True)
+        modes["alone, 2 workers x 1 thread, bf16_cpu (opt-in)"] = lambda n: _two_workers_seconds(n, 1, epochs, True)
     modes[f"lockstep, group of {group}"] = lambda n: _dal_stage_seconds(n, group, epochs, True, device)
     _dal_stage_seconds(100, 2, 1, True, device)  # warm-up (vmap's first call)
     times: dict[tuple[str, int], list[float]] = {(m, n): [] for m in modes for n in (500, 1700)}
@@ -222,9 +230,74 @@ def bench_runs(group: int = 20, epochs: int = 2, repeats: int = 3) -> list[dict]
     return rows
 
 
-def main(what: str, repeats: int, full: bool, methods: list[str] | None = None, group: int = 20) -> int:
+# --- `python -m repro bench precision`: the opt-in bf16 training on a CPU against fp32, paired seeds ---
+
+
+def bench_precision(seeds: int = 5, sizes: tuple[int, ...] = (100, 500, 2000), margin: float = 1.0,
+                    experiment: str = "dal_mnist_b100", data_dir: str = "data") -> tuple[list[dict], str]:
+    """Test accuracy after training with the paper profile's recipe of `experiment` (DAL's LeNet on MNIST: 150 epochs,
+    20% validation, best epoch) in fp32 and with `bf16_cpu`, on random labeled sets of each size: per seed the same
+    labeled set, initialisation and batches, so the difference is the precision's. Per size: the paired mean
+    difference (bf16 - fp32, points), its 90% t-interval, TOST equivalence at +-`margin` points (the audit's
+    `parity` test) and the training seconds of each. Needs >= 5 seeds for a verdict (`report.stats.MIN_SEEDS`)."""
+    from tqdm.auto import tqdm
+
+    from repro.config import load_params
+    from repro.data.datasets import load_dataset
+    from repro.loop import build_task_model
+    from repro.report.stats import MIN_SEEDS, stage_test
+    from repro.seeding import derive_seed
+    from repro.train import accuracy, make_augmenter
+
+    device = resolve_device("auto")
+    params = load_params(profile="paper")
+    exp = params.experiment(experiment)
+    recipe = params.recipe(exp.recipe)
+    try:
+        data = load_dataset(exp.dataset, data_dir, device=device)
+        source = f"real {exp.dataset}"
+    except (FileNotFoundError, OSError, RuntimeError, ValueError) as err:
+        data = load_dataset(f"synthetic-{exp.dataset}", data_dir, device=device)
+        source = f"synthetic-{exp.dataset} (real {exp.dataset} unavailable: {err})"
+    aug = make_augmenter(data, recipe, device)
+    rows, bar = [], tqdm(total=len(sizes) * seeds * 2, desc="bench precision", unit="fit")
+    for n in sizes:
+        acc: dict[bool, list[float]] = {False: [], True: []}
+        secs: dict[bool, list[float]] = {False: [], True: []}
+        for seed in range(seeds):
+            labeled = np.random.default_rng(derive_seed(seed, n, "precision")).choice(len(data.train_y), n,
+                                                                                      replace=False)
+            for bf16 in (False, True):
+                model = build_task_model(exp, data, seed, data_dir).to(device)
+                res = fit(model, data, labeled, replace(recipe, bf16_cpu=bf16), seed)
+                secs[bf16].append(res.seconds)
+                acc[bf16].append(100 * accuracy(model, data.test_x, data.test_y, None, aug, recipe.eval_batch_size,
+                                                bf16=False))
+                bar.update()
+        d = np.array(acc[True]) - np.array(acc[False])
+        test = stage_test("parity", d, margin)
+        verdict = ("equivalent" if test["holds"] else "not shown equivalent") if seeds >= MIN_SEEDS else \
+            f"no verdict (n < {MIN_SEEDS})"
+        lo, hi = test["ci90"] if "ci90" in test else (math.nan, math.nan)
+        rows.append({"labeled": n, "fp32 acc %": round(statistics.mean(acc[False]), 2),
+                     "bf16 acc %": round(statistics.mean(acc[True]), 2), "mean diff (pp)": round(float(d.mean()), 2),
+                     "90% CI (pp)": f"[{lo:+.2f}, {hi:+.2f}]", f"TOST +-{margin:g} pp": verdict,
+                     "fp32 s/fit": round(statistics.mean(secs[False]), 1),
+                     "bf16 s/fit": round(statistics.mean(secs[True]), 1),
+                     "speed-up": round(sum(secs[False]) / sum(secs[True]), 2)})
+    bar.close()
+    return rows, f"{source}; recipe {exp.recipe} ({recipe.epochs} epochs); {seeds} paired seeds"
+
+
+def main(what: str, repeats: int, full: bool, methods: list[str] | None = None, group: int = 20, seeds: int = 5,
+         sizes: list[int] | None = None) -> int:
     if what == "sample":
         return main_sample(full, methods)
+    if what == "precision":
+        rows, about = bench_precision(seeds=seeds, sizes=tuple(sizes or (100, 500, 2000)))
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; {about}")
+        print(tabulate(rows, headers="keys", tablefmt="github"))
+        return 0
     if what == "runs":
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('auto')}; "
               f"DAL MNIST protocol (LeNet, 21 stages x 150 epochs), runs alone vs {group} in lockstep")

@@ -246,7 +246,7 @@ def cmd_budget(args) -> int:
 def cmd_bench(args) -> int:
     from repro import bench
 
-    return bench.main(args.what, args.repeats, args.full, args.methods, args.group)
+    return bench.main(args.what, args.repeats, args.full, args.methods, args.group, args.seeds, args.sizes)
 
 
 def cmd_params(args) -> int:
@@ -320,13 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--fit", action="store_true", help="refit the per-step costs from the run records in results/")
     u.set_defaults(fn=cmd_budget)
     b = sub.add_parser("bench", help="throughput benchmarks (not tests)")
-    b.add_argument("what", choices=("train", "sample", "runs"),
+    b.add_argument("what", choices=("train", "sample", "runs", "precision"),
                    help="train: trainer img/s; sample: query time per method; runs: DAL's MNIST runs/hour alone vs "
-                        "in lockstep")
+                        "in lockstep; precision: the opt-in bf16 training on a CPU vs fp32 (paired seeds, TOST)")
     b.add_argument("--group", type=int, default=20, help="runs: the lockstep group size (default 20)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--full", action="store_true", help="the full-size (GPU) workloads on any device")
     b.add_argument("--methods", nargs="+", help="sample: only these methods (default: all but dal)")
+    b.add_argument("--seeds", type=int, default=5, help="precision: paired seeds per labeled count (default 5)")
+    b.add_argument("--sizes", type=int, nargs="+", help="precision: labeled counts (default 100 500 2000)")
     b.set_defaults(fn=cmd_bench)
     return p
 

@@ -16,10 +16,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op on CPU (CPU paths train in fp32)."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, enabled: bool = True, cpu: bool = False):
+    """bf16 autocast on CUDA when enabled; on a CPU only when `cpu` is set as well (the recipe's opt-in
+    `bf16_cpu`, training steps only): CPU paths run in fp32 otherwise."""
+    if enabled and (device.type == "cuda" or (cpu and device.type == "cpu")):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

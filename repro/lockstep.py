@@ -196,7 +196,7 @@ class LockstepGroup:
             torch.stack([draw_dropout_mask(s, m.p, g, self.device) for g in self.dropout_gens])
             for m, s in self._drops
         )
-        with autocast(self.device, self.recipe.bf16):
+        with autocast(self.device, self.recipe.bf16, cpu=self.recipe.bf16_cpu):
             losses = self._loss(self.params, self.buffers, xs, ys, masks)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()

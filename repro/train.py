@@ -5,7 +5,8 @@ layout `repro.device`'s.
 
 Speed rules (PERFORMANCE.md): the dataset stays on the device as uint8; batches are index tensors drawn
 on the device; augmentation is batched on the device; losses accumulate on the device and are read once
-per epoch (never a host sync per step); bf16 autocast + channels_last on CUDA, fp32 on CPU; fused optimizers.
+per epoch (never a host sync per step); bf16 autocast + channels_last on CUDA, fp32 on CPU (bf16 training there
+only with the recipe's opt-in `bf16_cpu`); fused optimizers.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class TrainContext:
         return loss.detach()
 
     def autocast(self):
-        return autocast(self.device, self.recipe.bf16)
+        return autocast(self.device, self.recipe.bf16, cpu=self.recipe.bf16_cpu)
 
     def prepare(self, images: torch.Tensor, train: bool = True, gen: torch.Generator | None = None) -> torch.Tensor:
         """Raw uint8 batch -> augmented (train) or plain (eval), normalized float batch in the device layout."""

@@ -171,3 +171,47 @@ def test_unknown_optimizer_settings_are_clear_errors(data):
 
     with pytest.raises(ValueError, match="adagrad"):
         fit(build_model("lenet", 10, 3, (32, 32)), data, np.arange(20), _recipe(epochs=1), 0, hook=Bad())
+
+
+def _logit_dtypes(model):
+    seen = []
+    model.register_forward_hook(lambda m, _inp, out: seen.append((m.training, out.logits.dtype)))
+    return seen
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_bf16_cpu_is_opt_in_and_trains_only(grouped):
+    """On a CPU the training steps run in fp32 unless the recipe opts in with bf16_cpu; with it they run under bf16
+    autocast (lone runs and lockstep groups alike), while validation and evaluation stay fp32."""
+    from repro.lockstep import TrainRequest, fit_group
+
+    d = load_dataset("synthetic-mnist", train_size=120, test_size=40)
+    trained = {}
+    for opt_in in (False, True):
+        recipe = Recipe(optimizer="adam", lr=1e-3, batch_size=16, epochs=2, validation_fraction=0.25, bf16_cpu=opt_in)
+        torch.manual_seed(0)
+        models = [build_model("lenet", 10, 1, (28, 28), dropout=0.5) for _ in range(2 if grouped else 1)]
+        seen = _logit_dtypes(models[0])
+        if grouped:  # the group steps a stacked copy (no module hooks fire): its precision shows in the weights
+            fit_group([TrainRequest(m, d, np.arange(60 * i, 60 * i + 60), recipe, i, name=f"r/seed{i}")
+                       for i, m in enumerate(models)])
+        else:
+            fit(models[0], d, np.arange(80), recipe, seed=0)
+            assert {dt for training, dt in seen if training} == {torch.bfloat16 if opt_in else torch.float32}
+            assert {dt for training, dt in seen if not training} == {torch.float32}  # validation passes
+        seen.clear()
+        accuracy(models[0], d.test_x, d.test_y, None, Augmenter((), d.spec.mean, d.spec.std, "cpu"))
+        assert seen == [(False, torch.float32)]
+        assert all(torch.isfinite(p).all() for m in models for p in m.parameters())
+        trained[opt_in] = torch.cat([p.detach().flatten() for m in models for p in m.parameters()])
+    assert not torch.equal(trained[False], trained[True])  # the opt-in reached the training steps
+    assert not Recipe(optimizer="adam", lr=1e-3, batch_size=16, epochs=1).bf16_cpu
+
+
+def test_no_profile_opts_into_bf16_on_cpu():
+    """bf16 training on a CPU changes rounding: no recipe of either profile turns it on."""
+    from repro.config import load_params
+
+    for profile in ("smoke", "paper"):
+        params = load_params(profile=profile)
+        assert not any(r.bf16_cpu for _, r in params.recipes), profile

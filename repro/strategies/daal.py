@@ -161,7 +161,7 @@ class DAALHook(TrainingHook):
         n_l, n_u = len(feats[0]), len(feats[1])
         data = FeatureData(torch.cat(feats), torch.zeros(n_l + n_u, dtype=torch.long, device=feats[0].device))
         recipe = Recipe(optimizer="adam", lr=self.o.lr, batch_size=self.o.batch_size, bf16=ctx.recipe.bf16,
-                        epochs=ctx.recipe.epochs if self.o.epochs is None else self.o.epochs)
+                        bf16_cpu=ctx.recipe.bf16_cpu, epochs=ctx.recipe.epochs if self.o.epochs is None else self.o.epochs)
         seed = int(torch.randint(2**31 - 1, (1,), generator=ctx.gen, device=ctx.gen.device))  # once per fit
         fit(ctx.state["scorenet"], data, np.arange(n_l), recipe, seed, hook=Alg1OnFeatures(self),
             unlabeled=np.arange(n_l, n_l + n_u), state=ctx.state)
