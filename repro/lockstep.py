@@ -27,12 +27,19 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from repro.data.datasets import ImageData
 from repro.device import autocast, device_layout, model_layout
-from repro.epochs import TrainResult, labeled_pass, run_epochs, split_validation
 from repro.models.base import RunDropout, draw_dropout_mask, dropout_generator
 from repro.optim import build_optimizer
 from repro.recipe import Recipe, learning_rate
 from repro.tasks import task_of
-from repro.train import BatchStream, TrainingHook, make_augmenter
+from repro.train import (
+    BatchStream,
+    TrainingHook,
+    TrainResult,
+    labeled_pass,
+    make_augmenter,
+    run_epochs,
+    split_validation,
+)
 
 MEMORY_FRACTION = 0.25  # `group_runs: auto` keeps a group's training state under this share of the GPU's memory
 
@@ -127,7 +134,7 @@ def _dropout_shapes(base: nn.Module, x_shape: torch.Size) -> list[tuple[RunDropo
 
 
 class LockstepGroup:
-    """G runs trained together, for `epochs.run_epochs`: their stacked parameters, each run's own batch stream,
+    """G runs trained together, for `train.run_epochs`: their stacked parameters, each run's own batch stream,
     augmentation and dropout generators and validation split, and one vmapped step over all of them."""
 
     def __init__(self, requests: Sequence[TrainRequest]):

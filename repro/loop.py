@@ -24,7 +24,6 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
 from repro.data.pool import ActivePool, indices_sha256
 from repro.device import resolve_device
-from repro.epochs import TrainResult
 from repro.fingerprint import raw_run_hash
 from repro.lockstep import TrainRequest
 from repro.methods import code_sha256, method_spec, run_hash
@@ -32,7 +31,7 @@ from repro.models import build_model
 from repro.records import atomic_write_json, atomic_write_npz, provenance
 from repro.strategies import QueryContext, build_strategy
 from repro.tasks import task_of
-from repro.train import derive_seed, embeddings, fit
+from repro.train import TrainResult, derive_seed, embeddings, fit
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
 FEATURES_PER_SIDE = 500  # labeled and unlabeled examples whose features a `features_of` run saves per stage

@@ -1,7 +1,7 @@
 """The one shared trainer: what a run's training step sees (`TrainContext`), how methods extend it (`TrainingHook`),
-batching and evaluation. Methods extend it through a hook, never by copying the loop; the epoch loop itself is
-`repro.epochs.run_epochs` (shared with lockstep groups), optimizers are `repro.optim`'s, device, precision and
-layout `repro.device`'s.
+batching, the one epoch loop (`run_epochs`: validation split, best epoch, early stop; it steps a lone run or a
+lockstep group of runs, `repro.lockstep`) and evaluation. Methods extend it through a hook, never by copying the
+loop; optimizers are `repro.optim`'s, device, precision and layout `repro.device`'s.
 
 Speed rules (PERFORMANCE.md): the dataset stays on the device as uint8; batches are index tensors drawn
 on the device; augmentation is batched on the device; losses accumulate on the device and are read once
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +26,6 @@ from torch import nn
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.device import autocast, device_layout, model_layout
-from repro.epochs import TrainResult, labeled_pass, run_epochs, split_validation
 from repro.models.base import dropout_generator, run_dropout
 from repro.optim import SCHEDULES, ScheduledOptimizer, build_optimizer
 from repro.recipe import Recipe, learning_rate
@@ -112,6 +114,94 @@ class BatchStream:
         if not self._batches:
             self._batches = self.pass_batches()[::-1]
         return self._batches.pop()
+
+
+# --- the one epoch loop: a lone run (`fit`) or a lockstep group of runs (`repro.lockstep.fit_group`) ---
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    seconds: float
+    final_loss: float
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+    # the method's trained modules (the hook's `build_modules`), for its query and the checkpoint
+    state: nn.ModuleDict = field(default_factory=nn.ModuleDict)
+
+
+def split_validation(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: a seeded `fraction` of the labeled set held out (none when fraction <= 0)."""
+    if fraction <= 0:
+        return labeled, labeled[:0]
+    perm = np.random.default_rng(derive_seed(seed, 0, "validation")).permutation(labeled)
+    n_val = int(math.floor(len(labeled) * fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def labeled_pass(stream: BatchStream, recipe: Recipe) -> list[torch.Tensor]:
+    """One epoch's labeled batches of the stream: a reshuffled pass, or the recipe's fixed iterations of
+    the cycled stream."""
+    if recipe.epoch_iterations is None:
+        return stream.pass_batches()
+    return [stream.next() for _ in range(recipe.epoch_iterations)]
+
+
+class Trainee(Protocol):
+    """What `run_epochs` steps: `runs` runs trained together (1 for a lone run)."""
+
+    runs: int
+    has_validation: bool
+
+    def train_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
+        """One epoch of training: the (runs,) summed step losses (on the device) and the number of steps."""
+
+    def validation_accuracy(self) -> list[float]:
+        """Each run's accuracy on its held-out split (eval mode; one host sync)."""
+
+    def snapshot(self, run: int) -> Any:
+        """A copy of run `run`'s weights, to restore if this epoch stays the best."""
+
+    def restore(self, run: int, state: Any) -> None:
+        """Leave run `run`'s model with these weights (None: its weights as trained)."""
+
+    def end_epoch(self) -> bool:
+        """After-epoch work; True stops training."""
+
+
+def run_epochs(trainee: Trainee, recipe: Recipe, desc: str | None = None) -> list[TrainResult]:
+    """Train for the recipe's epochs (or until `end_epoch` says stop); with a validation split, each run ends with
+    the weights of its best validation epoch from `recipe.best_after_epoch` on."""
+    from tqdm.auto import tqdm
+
+    start, steps, epochs_run = time.perf_counter(), 0, 0
+    runs = trainee.runs
+    best_acc = [-1.0] * runs
+    best_epoch: list[int | None] = [None] * runs
+    best_state: list[Any] = [None] * runs
+    losses = [float("nan")] * runs
+    # epoch bars only on a terminal (dvc logs keep the per-stage bars)
+    bar = tqdm(range(recipe.epochs), desc=desc, leave=False, disable=None if desc else True, unit="ep")
+    for epoch in bar:
+        epochs_run = epoch + 1
+        loss_sum, n_batches = trainee.train_epoch(epoch)
+        steps += n_batches
+        if trainee.has_validation and epoch >= recipe.best_after_epoch:
+            for r, acc in enumerate(trainee.validation_accuracy()):
+                if acc > best_acc[r]:
+                    best_acc[r], best_epoch[r], best_state[r] = acc, epoch, trainee.snapshot(r)
+        stop = trainee.end_epoch()
+        if desc is not None or epoch == recipe.epochs - 1 or stop:
+            losses = (loss_sum / max(1, n_batches)).tolist()  # one host sync per epoch
+            bar.set_postfix(loss=f"{sum(losses) / runs:.3f}")
+        if stop:
+            break
+    for r in range(runs):
+        trainee.restore(r, best_state[r])
+    share = (time.perf_counter() - start) / runs
+    return [TrainResult(epochs_run, steps, share, losses[r], best_epoch[r],
+                        best_acc[r] if best_state[r] is not None else None) for r in range(runs)]
 
 
 class TrainContext:

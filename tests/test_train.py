@@ -90,7 +90,7 @@ def test_validation_split_restores_best_epoch(data):
     res = fit(m, data, np.arange(100), r, seed=0)
     assert res.best_epoch is not None and 2 <= res.best_epoch < 5
     # the loaded weights are the best epoch's: their validation accuracy is the recorded best
-    from repro.epochs import split_validation
+    from repro.train import split_validation
 
     _, val = split_validation(np.arange(100), 0.2, 0)
     aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
