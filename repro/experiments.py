@@ -47,8 +47,8 @@ class CurveFigure(_Named):
     panels: tuple[Panel, ...]
     title: str
     x: str = "labeled_fraction"  # or "labeled" (counts, as DAL's figures)
-    # named groups drawn as their best member per panel (e.g. DAL's "Uncertainty": the better of entropy
-    # and least-confidence); the legend says which member each panel shows
+    # named groups drawn as their first listed member that ran (e.g. DAL's "Uncertainty": entropy or
+    # least-confidence), never the better one on the drawn seeds; the legend says which member it is
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property

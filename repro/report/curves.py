@@ -27,6 +27,7 @@ def _points(d) -> list[dict]:
             "stage": int(stage), "labeled": int(labeled), "labeled_fraction": float(frac),
             "mean": float(g.value.mean()), "std": float(g.value.std(ddof=1)) if len(g) > 1 else 0.0,
             "n": int(len(g)), "values": [float(v) for v in g.sort_values("seed").value],
+            "seeds": [int(v) for v in g.sort_values("seed").seed],  # the values' seeds (the nightly pairs by them)
         })
     return points
 
@@ -46,12 +47,14 @@ def panel_summary(params: Params, fig: CurveFigure, p: Panel, registry: dict | N
     check_pool_identity(records, across_experiments=True)
     df = stages_frame(records)
     methods = [m for _, m in shown_from]
+    # a group's series is keyed by the group's name; its member (fixed by the group's definition, never chosen
+    # on these results: `resolve_groups`) is metadata, shown in the legend
     chosen = resolve_groups(df, {g: list(m) for g, m in fig.groups})
     grouped = {m for _, members in fig.groups for m in members}
-    shown = [(f"{g} ({m})", m) for g, m in chosen.items()] + [(m, m) for m in methods if m not in grouped]
+    shown = [(g, m, {"member": m}) for g, m in chosen.items()] + [(m, m, {}) for m in methods if m not in grouped]
     source = dict((m, e) for e, m in shown_from)
-    series = [{"label": label, "method": m, "experiment": source[m], "points": _points(df[df.method == m])}
-              for label, m in shown]
+    series = [{"label": label, "method": m, **meta, "experiment": source[m], "points": _points(df[df.method == m])}
+              for label, m, meta in shown]
     first = params.experiment(p.sources[0][0])
     out = {"title": p.title, "experiments": list(p.experiments), "dataset": first.dataset, "backbone": first.backbone,
            "metric": first.metric, "seeds": sorted({int(s) for s in df.seed}), "groups": chosen, "series": series,
@@ -98,7 +101,8 @@ def draw_curves(summary: dict, png: Path) -> None:
             ms = [100 * p["mean"] for p in s["points"]]
             sd = [100 * p["std"] for p in s["points"]]
             color = palette[s["method"]]
-            ax.plot(xs, ms, marker="o", ms=3, color=color, label=s.get("label", s["method"]))
+            label = s.get("label", s["method"]) + (f" ({s['member']})" if s.get("member") else "")
+            ax.plot(xs, ms, marker="o", ms=3, color=color, label=label)
             ax.fill_between(xs, [m - e for m, e in zip(ms, sd)], [m + e for m, e in zip(ms, sd)], color=color, alpha=0.2)
         ref = panel.get("reference")
         if ref:
@@ -123,7 +127,7 @@ def draw_curves(summary: dict, png: Path) -> None:
 
 
 def plot_columns(params: Params, fig: CurveFigure, p: Panel) -> list[str]:
-    """The y columns of a panel's DVC plot file: a group's name (its better member varies), else the method."""
+    """The y columns of a panel's DVC plot file: a group's name, else the method."""
     methods = [m for e, ms in p.sources for m in (ms or params.experiment(e).methods)]
     grouped = {m: g for g, members in fig.groups for m in members}
     return list(dict.fromkeys(grouped.get(m, m) for m in methods))
@@ -141,7 +145,7 @@ def write_plot_data(summary: dict, fig: CurveFigure, params: Params) -> list[Pat
         cols = plot_columns(params, fig, p)
         rows: dict[float, dict] = {}
         for s in panel["series"]:
-            col = s["label"].split(" (")[0] if s["label"] != s["method"] else s["method"]
+            col = s["label"]
             if col not in cols:
                 continue
             for pt in s["points"]:

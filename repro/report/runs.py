@@ -93,6 +93,7 @@ def stages_frame(records: list[dict]) -> pd.DataFrame:
     rows = [
         {"experiment": r["experiment"], "method": r["method"], "seed": r["seed"], **{
             k: s[k] for k in ("stage", "labeled", "labeled_fraction", "metric", "value")},
+         "labeled_sha256": s.get("labeled_sha256"), "test_size": r.get("test_size"),
          "query_modal_class_share": modal_class_share(s["selected_classes"]) if s.get("selected_classes") else float("nan")}
         for r in records for s in r["stages"]
     ]
@@ -100,16 +101,15 @@ def stages_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def resolve_groups(df: pd.DataFrame, groups: dict[str, list[str]]) -> dict[str, str]:
-    """For each group (e.g. DAL's "Uncertainty" = best of entropy and least-confidence), the member with the
-    higher mean accuracy over the stages after the first (the first stage is shared by every method),
-    averaged over seeds. Members absent from `df` are skipped; a group with no member present is left out."""
-    chosen = {}
-    later = df[df.stage > 0]
-    for group, members in groups.items():
-        means = {m: later[later.method == m].value.mean() for m in members if (later.method == m).any()}
-        if means:
-            chosen[group] = max(means, key=lambda m: (means[m], -members.index(m)))
-    return chosen
+    """For each group (e.g. DAL's "Uncertainty" = entropy or least-confidence), the member a figure draws it as
+    (and DAL Fig. 3 ranks, following Fig. 1): the first member listed (experiments.py's groups, in
+    paper_tables' protocol.groups order) that `df` ran. Fixed by the definition, never by the results: DAL
+    reports the better of the two (Sec. 5.1), but the better member on the very seeds then drawn and compared is
+    the maximum of two noisy means (biased upward) and is re-chosen by noise between runs (the nightly saw a
+    series vanish). Members absent from `df` are skipped; a group with no member present is left out."""
+    ran = set(df.method.unique()) if "method" in df else set()
+    return {group: next(m for m in members if m in ran)
+            for group, members in groups.items() if any(m in ran for m in members)}
 
 
 def paired_values(df: pd.DataFrame, a: str, b: str, column: str = "value") -> dict[int, tuple[int, list[int], np.ndarray]]:
