@@ -81,6 +81,17 @@ class _GroupRuns(Check):
         return value
 
 
+class _Threads(Check):
+    """threads: "auto" (1 on a CPU; on CUDA the cores per local rank) or a positive integer: torch threads per run."""
+
+    def __call__(self, key, value):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+            raise ConfigError(key, value, 'expected "auto" or an integer in [1, 1024] (torch threads per run)')
+        return value
+
+
 class _Variants(Check):
     """variants: name -> {method: <registered name>, **options}, kept raw here: `repro.methods` checks the
     method name and builds its options (config does not know the strategy registry)."""
@@ -217,6 +228,11 @@ class Params:
     # runs trained in lockstep (repro.lockstep): at most this many runs of an experiment that train the same
     # model with the same recipe on equally many labels share one vmapped step; "auto": as memory allows
     group_runs: int | str = spec(_GroupRuns(), 1)
+    # torch threads of every run, whatever the number of pending runs or worker processes (repro.determinism):
+    # part of the machine class that makes records bit-identical; "auto": 1 on a CPU
+    threads: int | str = spec(_Threads(), "auto")
+    # torch.use_deterministic_algorithms, cudnn.benchmark off, CUBLAS_WORKSPACE_CONFIG, and group_runs forced to 1
+    deterministic: bool = spec(Bool(), False)
     recipes: tuple[tuple[str, Recipe], ...] = spec(MapOf(Recipe, min_len=1))
     experiments: tuple[tuple[str, Experiment], ...] = spec(MapOf(Experiment, min_len=1))
     # named method variants: {name: {method: <registered>, <option>: <value>, ...}}, validated by the
@@ -226,6 +242,10 @@ class Params:
     # profile-wide option defaults per registered method ({vaal: {vae_width: 0.0625}}): under a variant's and
     # an experiment's options (the smoke profile shrinks every VAE this way)
     method_options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
+
+    def __post_init__(self) -> None:
+        if self.deterministic and self.group_runs != 1:  # lockstep groups off: every run trains alone
+            object.__setattr__(self, "group_runs", 1)
 
     def ranking(self, name: str) -> Rankings:
         r = dict(self.rankings)

@@ -31,8 +31,9 @@ def device_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def model_layout(model: nn.Module, device: torch.device) -> None:
     """channels_last weights on CUDA, and on a CPU for models that run faster so (`cpu_channels_last`: LeNet,
-    whose max-pool oneDNN runs ~2x faster in NHWC; a CIFAR ResNet-18 x1/8 trains 25% slower in it on a CPU)."""
+    whose max-pool oneDNN runs ~2x faster in NHWC; a CIFAR ResNet-18 x1/8 trains 25% slower in it on a CPU).
+    cuDNN benchmarks its algorithms on CUDA unless deterministic algorithms are on (repro.determinism)."""
     if device.type == "cuda" or getattr(model, "cpu_channels_last", False):
         model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
+    if device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():  # (params' `deterministic`)
         torch.backends.cudnn.benchmark = True

@@ -40,7 +40,7 @@ def _profile_keys(raw_profiles: dict, section: str, name: str) -> list[str]:
 def _run_params(params: Params, raw: dict, exp_name: str) -> list[str]:
     exp = params.experiment(exp_name)
     profiles = raw.get("profiles") or {}
-    keys = ["profile", "device", "data_dir", "group_runs", f"experiments.{exp_name}", f"recipes.{exp.recipe}"]
+    keys = ["profile", "device", "data_dir", "group_runs", "threads", "deterministic", f"experiments.{exp_name}", f"recipes.{exp.recipe}"]
     keys += _profile_keys(profiles, "experiments", exp_name) + _profile_keys(profiles, "recipes", exp.recipe)
     from repro.methods import registered_method
 

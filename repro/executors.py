@@ -70,24 +70,18 @@ def log_folder(params: Any, experiment: str) -> Path:
     return Path(params.checkpoint_dir).resolve() / "submitit" / experiment
 
 
-def local_threads(n_runs: int) -> int:
-    """Torch threads of each local task: the cores shared among the runs that start together."""
-    return max(1, (os.cpu_count() or 1) // max(1, n_runs))
-
-
-def run_one(params_path: str, profile: str | None, experiment: str, method: str, seed: int, cwd: str,
-            threads: int | None) -> dict[str, Any]:
-    """One array task: (re)load params as the submitting command did, run (or resume) one run, return its last
-    stage. Top level and argument-only, so submitit pickles it by reference."""
+def run_one(params_path: str, profile: str | None, experiment: str, method: str, seed: int, cwd: str
+            ) -> dict[str, Any]:
+    """One array task: (re)load params as the submitting command did, apply the run settings (params'
+    `threads` torch threads, the deterministic knob: `--cpus-per-run` only reserves CPUs), run (or resume) one
+    run, return its last stage. Top level and argument-only, so submitit pickles it by reference."""
     os.chdir(cwd)  # params.yaml's relative paths (data/, results/, checkpoints/) mean what they meant there
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
     from repro import loop
+    from repro.determinism import apply_run_settings
     from repro.methods import load_params
 
     params = load_params(params_path, profile)
+    apply_run_settings(params)
     return loop.run(params, experiment, method, seed, progress=False)["stages"][-1]
 
 
@@ -113,12 +107,9 @@ def run_array(params: Any, params_path: str | Path, profile: str | None, experim
     if opts.executor == "slurm":
         ex.update_parameters(slurm_partition=opts.partition,
                              **({"slurm_array_parallelism": opts.array_parallelism} if opts.array_parallelism else {}))
-        threads = opts.cpus_per_run
-    else:
-        threads = opts.cpus_per_run or local_threads(len(runs))
     n = len(runs)
     jobs = ex.map_array(run_one, [str(Path(params_path).resolve())] * n, [profile] * n, [experiment] * n,
-                        [m for m, _ in runs], [s for _, s in runs], [os.getcwd()] * n, [threads] * n)
+                        [m for m, _ in runs], [s for _, s in runs], [os.getcwd()] * n)
     which = {job.job_id: run for job, run in zip(jobs, runs)}
     try:
         for job in as_completed(jobs, poll_frequency=1.0 if opts.executor == "local" else 15.0):

@@ -23,9 +23,10 @@ from repro.config import Params
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
 from repro.data.pool import ActivePool, indices_sha256
+from repro.determinism import apply_run_settings
 from repro.device import resolve_device
 from repro.fingerprint import raw_run_hash
-from repro.lockstep import TrainRequest
+from repro.lockstep import TrainRequest, grouping_enabled
 from repro.methods import code_sha256, method_spec, run_hash
 from repro.models import build_model
 from repro.records import atomic_write_json, atomic_write_npz, provenance
@@ -72,10 +73,12 @@ def features_path(params: Params, experiment: str, method: str, seed: int) -> Pa
 
 
 def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
-    """What a checkpoint is valid for: the run, its parameters, and the code of the core and of its method."""
+    """What a checkpoint is valid for: the run, its parameters, the code of the core and of its method, and the
+    run settings that change its bits (params' `threads` and `deterministic`)."""
     return {"experiment": experiment, "method": method, "seed": seed,
             "params_sha256": run_hash(params, experiment, method),
-            "code_sha256": code_sha256(method_spec(params, method, experiment)[0])}
+            "code_sha256": code_sha256(method_spec(params, method, experiment)[0]),
+            "threads": params.threads, "deterministic": params.deterministic}
 
 
 def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,6 +177,7 @@ def run_steps(
     """One run as a generator: it yields each stage's training as a `TrainRequest` and is sent the TrainResult
     (`run` trains it alone, `run_group` in lockstep with others); everything else of the stage is its own.
     Returns the record."""
+    apply_run_settings(params)  # torch threads and the deterministic knob (entry points apply them earlier too)
     exp = params.experiment(experiment)
     if method not in exp.methods:
         raise ValueError(f"method {method!r} is not in experiments.{experiment}.methods {list(exp.methods)}")
@@ -282,7 +286,8 @@ def run_steps(
         "stages": state["stages"],
         "provenance": provenance(data.train_x.device, key["params_sha256"],
                                  {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir},
-                                 key["code_sha256"], raw_run_hash(params, experiment, method)),
+                                 key["code_sha256"], raw_run_hash(params, experiment, method),
+                                 params.group_runs if grouping_enabled(params.group_runs, data.train_x.device) else 1),
     }
     if not writer:
         return record

@@ -24,7 +24,7 @@ from repro.strategies import STRATEGIES
 # strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
 # method reruns only that method's runs.
 CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py",
-             "device.py", "optim.py", "train.py", "lockstep.py", "distributed.py", "loop.py", "records.py",
+             "device.py", "determinism.py", "optim.py", "train.py", "lockstep.py", "distributed.py", "loop.py", "records.py",
              "tasks.py", "metrics.py", "strategies/__init__.py", "strategies/base.py")
 
 

@@ -2,7 +2,8 @@
 overhead, so N single-threaded processes finish N runs in about the time 2 threads take for 1.3 of them
 (measured on the 2-core reference machine). Each worker loads the data once and runs whole (method, seed)
 runs, which checkpoint and write their records exactly as a sequential run does; a run's result does not
-depend on which worker ran it (every worker has the same thread count, recorded in the run's provenance)."""
+depend on which worker ran it, nor on how many runs were pending: every run has params' `threads` torch
+threads (`repro.determinism.apply_run_settings`, recorded in the run's machine class), in a worker or not."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from multiprocessing import get_context
 _STATE: dict = {}
 
 
-RUNS_PER_WORKER = 4  # a worker's start (spawn, import torch, load the data: ~3-5 s) pays off from ~4 smoke runs
+RUNS_PER_WORKER = 2  # a worker (spawn, import torch, load the data: ~3-5 s) pays off from ~2 single-threaded smoke runs
 
 
 def default_jobs(device: str, todo: int) -> int:
     """REPRO_JOBS if set; on a CUDA device 1 (one GPU); on a CPU one process per core, with at least
-    RUNS_PER_WORKER runs to do per worker (fewer runs go in the one process: 2 smoke runs took 7.7 s there and
-    11.6 s in two workers)."""
+    RUNS_PER_WORKER runs to do per worker (fewer runs go in the one process). Runs are single-threaded whatever
+    the process (params' `threads`), so a second worker pays off as soon as each has 2 runs to do."""
     env = os.environ.get("REPRO_JOBS")
     if env:
         return max(1, int(env))
@@ -41,16 +42,16 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init(params_path: str, profile: str | None, experiment: str, threads: int) -> None:
+def _init(params_path: str, profile: str | None, experiment: str) -> None:
+    """A worker's start: params, then the run settings (threads, deterministic knob) before any data is loaded."""
     _exit_with_parent(os.getppid())
-    import torch
-
-    torch.set_num_threads(threads)
     from repro import loop
+    from repro.determinism import apply_run_settings
     from repro.methods import load_params
 
     try:
         params = load_params(params_path, profile)
+        apply_run_settings(params)
         _STATE.update(params=params, experiment=experiment, data=loop.load_experiment_data(params, experiment))
     except Exception as e:  # (missing or damaged data) raised by the first run, as a sequential run would
         _STATE["error"] = e
@@ -79,10 +80,9 @@ def run_parallel(params_path: str, profile: str | None, experiment: str, runs: l
                  grouped: bool = False):
     """Yield (method, seed, last stage) as runs finish; the first failing run's error is raised. `grouped`: each
     worker takes every jobs-th run and trains its share in lockstep (records come when its share is done)."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = get_context("spawn")  # no fork after torch started its thread pools
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init,
-                             initargs=(str(params_path), profile, experiment, threads)) as pool:
+                             initargs=(str(params_path), profile, experiment)) as pool:
         if grouped:
             pending = {pool.submit(_run_group, runs[k::jobs]) for k in range(jobs) if runs[k::jobs]}
         else:

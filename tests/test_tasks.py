@@ -1,36 +1,50 @@
-"""The task layer: classification records bit-identical to the pre-task-layer code; dense reductions."""
+"""The task layer: classification records bit-identical across fresh processes on one machine; dense reductions."""
 
 import json
-from pathlib import Path
+import os
+import subprocess
+import sys
 
-import pytest
 import torch
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from repro import loop
-from repro.config import parse_params
 from repro.tasks import get_task
 
-from .conftest import tiny_params
+from .conftest import ROOT, tiny_params
 
-FIXTURE = Path(__file__).parent / "data" / "classification_records.json"
-# the methods of the fixture, recorded by the code before the task layer (commit bf8f9cb) with the same params;
-# re-recorded in issue 12, whose numeric changes alter float rounding or draws on purpose: the task model's
-# dropout masks from each run's own generator, fused optimizers (before those, the
-# loop's refactor into stage generators was checked to leave records with dropout 0 identical)
-FIXTURE_METHODS = ["random", "entropy", "coreset", "mcdal", "ll", "vaal", "mc-entropy"]
+# an uncertainty score, k-center on features, auxiliary classifiers (a training hook), an adversarial VAE with
+# its own optimizers; the task model with dropout 0.5, so the dropout masks' generators count too
+FRESH_PROCESS_METHODS = ["entropy", "coreset", "mcdal", "vaal"]
 
 
-@pytest.mark.parametrize("method", FIXTURE_METHODS)
-def test_classification_records_identical_to_before_the_task_layer(tmp_path, method):
-    torch.set_num_threads(1)
-    raw = tiny_params(tmp_path, methods=FIXTURE_METHODS, dropout=0.5)
-    raw["method_options"] = {"vaal": {"vae_width": 0.0625}}
-    params = parse_params(raw)
-    expected = json.loads(FIXTURE.read_text())[method]
-    got = json.loads(json.dumps(loop.strip_volatile(loop.run(params, "tiny", method, 0, progress=False))))
-    assert got == expected
+def test_the_same_runs_in_two_fresh_processes_give_identical_records(tmp_path):
+    """Same machine class, code and params => bit-identical records (README: "Reproducibility contract"),
+    whatever the number of pending runs: one process runs them in 2 worker processes, the other in-process with
+    a different OMP_NUM_THREADS; params' `threads` pins both to 1 torch thread per run."""
+    procs = {}
+    for side, jobs, omp in (("workers", "2", None), ("in_process", "1", "2")):
+        raw = tiny_params(tmp_path / side, methods=FRESH_PROCESS_METHODS, dropout=0.5, seeds=[0])
+        raw["method_options"] = {"vaal": {"vae_width": 0.0625}}
+        raw["threads"] = 1
+        pfile = tmp_path / side / "params.yaml"
+        pfile.parent.mkdir(parents=True)
+        pfile.write_text(yaml.safe_dump(raw))
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | ({"OMP_NUM_THREADS": omp} if omp else {})
+        procs[side] = subprocess.Popen([sys.executable, "-m", "repro", "--params", str(pfile), "run", "tiny", "--quiet",
+                                        "--jobs", jobs], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+    for side, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{side}: {out[-2000:]}"
+    for method in FRESH_PROCESS_METHODS:
+        a, b = (json.loads((tmp_path / side / "results" / "tiny" / method / "seed0.json").read_text())
+                for side in procs)
+        assert loop.strip_volatile(a) == loop.strip_volatile(b), method  # every stage's value and hashes
+        assert a["provenance"]["machine_class"] == b["provenance"]["machine_class"]
+        assert a["provenance"]["machine_class"]["torch_threads"] == 1
 
 
 def test_reduce_and_pool_are_means_over_positions():
