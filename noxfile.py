@@ -22,9 +22,9 @@ def _install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite on all cores (hypothesis 'ci' profile)."""
+    """The test suite on all cores (hypothesis 'ci' profile), without the tests marked slow (`nox -s nightly`)."""
     _install(session, "[dev]")
-    session.run("pytest", "-n", "auto", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+    session.run("pytest", "-n", "auto", "-m", "not slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
 
 
 @nox.session
@@ -38,9 +38,10 @@ def repro(session: nox.Session) -> None:
 
 @nox.session
 def nightly(session: nox.Session) -> None:
-    """The scheduled regression check: the smoke profile's `dvc repro`, then every artifact against
-    reports/baseline/ (fails on regression, prints the table of changes)."""
-    _install(session)
+    """The scheduled regression check: the tests marked slow, the smoke profile's `dvc repro`, then every
+    artifact against reports/baseline/ (fails on regression, prints the table of changes)."""
+    _install(session, "[dev]")
+    session.run("pytest", "-n", "auto", "-m", "slow", env={"HYPOTHESIS_PROFILE": "ci"})
     session.run("python", "-m", "repro", "--profile", "smoke", "check")
     session.run("dvc", "repro", *session.posargs)
     session.run("python", "-m", "repro", "regress")

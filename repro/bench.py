@@ -245,7 +245,7 @@ def bench_precision(seeds: int = 5, sizes: tuple[int, ...] = (100, 500, 2000), m
     from repro.config import load_params
     from repro.data.datasets import load_dataset
     from repro.loop import build_task_model
-    from repro.report.stats import MIN_SEEDS, stage_test
+    from repro.report.stats import MIN_SEEDS, Sample, band_for
     from repro.seeding import derive_seed
     from repro.train import accuracy, make_augmenter
 
@@ -275,10 +275,11 @@ def bench_precision(seeds: int = 5, sizes: tuple[int, ...] = (100, 500, 2000), m
                                                 bf16=False))
                 bar.update()
         d = np.array(acc[True]) - np.array(acc[False])
-        test = stage_test("parity", d, margin)
-        verdict = ("equivalent" if test["holds"] else "not shown equivalent") if seeds >= MIN_SEEDS else \
-            f"no verdict (n < {MIN_SEEDS})"
-        lo, hi = test["ci90"] if "ci90" in test else (math.nan, math.nan)
+        band, sample = band_for("parity", margin), Sample(d)
+        outcome = band.outcome(sample)
+        verdict = {"reproduced": "equivalent", "contradicted": "not equivalent",
+                   "inconclusive": "inconclusive"}[outcome] if seeds >= MIN_SEEDS else f"no verdict (n < {MIN_SEEDS})"
+        lo, hi = (float(v) for v in sample.interval(band.alpha_side)) if seeds > 1 else (math.nan, math.nan)
         rows.append({"labeled": n, "fp32 acc %": round(statistics.mean(acc[False]), 2),
                      "bf16 acc %": round(statistics.mean(acc[True]), 2), "mean diff (pp)": round(float(d.mean()), 2),
                      "90% CI (pp)": f"[{lo:+.2f}, {hi:+.2f}]", f"TOST +-{margin:g} pp": verdict,

@@ -51,10 +51,12 @@ def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
     from repro import distributed, executors, loop
+    from repro.determinism import apply_run_settings
     from repro.plan import describe_plan
     from repro.schema import ConfigError
 
     params = _params(args)
+    apply_run_settings(params)  # threads and the deterministic knob, before CUDA starts (workers apply their own)
     exp = params.experiment(args.experiment)
     methods = args.methods or list(exp.methods)
     for m in methods:
@@ -140,9 +142,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_rank(args) -> int:
+    from repro.determinism import apply_run_settings
     from repro.rankings import run_rankings
 
     params = _params(args)
+    apply_run_settings(params)
     for path in run_rankings(params, args.name, progress=not args.quiet):
         print(f"wrote {path}")
     return 0
@@ -196,6 +200,24 @@ def cmd_audit(args) -> int:
     from repro.report.audit import build_audit
 
     params = _report_params(args)
+    if args.claim:
+        from repro.report.audit import audit
+        from repro.report.audit_markdown import render_claim
+
+        try:
+            result = audit(params, args.tables, paper_params=load_params(args.params, "paper"), only=args.claim)
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+        print(render_claim(result["claims"][0]))
+        if args.rerun:
+            from repro.rerun import rerun_claim
+
+            return rerun_claim(args.params, args.profile, result["claims"][0])
+        return 0
+    if args.rerun:
+        print("error: --rerun needs --claim ID", file=sys.stderr)
+        return 2
     js, md = build_audit(params, args.tables, paper_params=load_params(args.params, "paper"))
     print(f"wrote {js} and {md}")
     print(md.read_text().split("\n\n")[1])
@@ -284,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit the runs as one submitit job array and wait for it (default: run them here)")
     r.add_argument("--partition", help="--executor slurm: the Slurm partition")
     r.add_argument("--gpus-per-run", type=int, help="GPUs per array task (default: 1 on slurm, 0 local)")
-    r.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) per array task")
+    r.add_argument("--cpus-per-run", type=int, help="CPUs per array task (torch threads: params' `threads`)")
     r.add_argument("--array-parallelism", type=int, help="--executor slurm: at most N tasks at once")
     r.add_argument("--timeout-min", type=int, help=f"time limit per array task (default: {24 * 60})")
     r.set_defaults(fn=cmd_run)
@@ -298,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_figure)
     a = sub.add_parser("audit", help="set every claim in paper_tables/ beside what was measured")
     a.add_argument("--tables", default="paper_tables")
+    a.add_argument("--claim", metavar="ID", help="print one claim's row and evidence (writes nothing)")
+    a.add_argument("--rerun", action="store_true",
+                   help="with --claim: re-run its runs from scratch in a temporary directory and print a certificate")
     a.set_defaults(fn=cmd_audit)
     sub.add_parser("where", help="print where figures, tables and run records are").set_defaults(fn=cmd_where)
     d = sub.add_parser("data", help="dataset utilities")

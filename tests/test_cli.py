@@ -56,9 +56,17 @@ def test_run_figure_audit_where(tmp_path):
     _assert_no_torch(pfile, "audit", "--tables", str(tables))
     result = json.loads((tmp_path / "reports" / "audit.json").read_text())
     row = result["claims"][0]
-    assert row["verdict"] == "not comparable" and row["reason"] == "n = 2 seeds < 5" and row["profile"] == "smoke"
-    assert row["evidence"] and row["rule_on_this_evidence"] in ("holds", "fails")
+    assert row["verdict"] == "not comparable" and "n = 2 paired seeds < 5" in row["reason"] and "stand-in" in row["reason"] and row["profile"] == "smoke"
+    assert row["evidence"] and row["rule_on_this_evidence"] in ("reproduced", "contradicted", "inconclusive")
     assert "| `m1`<br>rule:" in (tmp_path / "reports" / "audit.md").read_text()
+    one = _repro(pfile, "audit", "--tables", str(tables), "--claim", "m1")
+    assert one.returncode == 0 and "m1 (mcdal, Fig. 3, ordering)" in one.stdout and "verdict: not comparable" in one.stdout
+    bad = _repro(pfile, "audit", "--tables", str(tables), "--claim", "m2")
+    assert bad.returncode == 2 and "no claim 'm2'" in bad.stderr and "did you mean m1" in bad.stderr
+    # the runs behind the claim, re-run from scratch in fresh processes with their recorded threads: identical
+    rerun = _repro(pfile, "audit", "--tables", str(tables), "--claim", "m1", "--rerun")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "4 of 4 record(s) identical" in rerun.stdout and rerun.stdout.count("(same class)") == 4
 
     where = _repro(pfile, "where")
     assert "fig4.png" in where.stdout and "audit.md" in where.stdout

@@ -48,4 +48,4 @@ def test_table_artifact_and_its_audit(tmp_path, monkeypatch):
     table["device"] = "cuda"  # the same numbers from a GPU: judged
     js.write_text(json.dumps(table))
     v = {r["id"]: r for r in audit(params, tmp_path / "tables")["claims"]}
-    assert v["r-vaal"]["verdict"] == "reproduced" and v["r-coreset"]["verdict"] == "deviates"
+    assert v["r-vaal"]["verdict"] == "reproduced" and v["r-coreset"]["verdict"] == "contradicted"

@@ -19,7 +19,7 @@ from .test_audit import _claim, _registry, _write_runs
 
 
 def _params(tmp_path):
-    raw = tiny_params(tmp_path, methods=("random", "entropy"), seeds=[0, 1, 2, 3, 4])
+    raw = tiny_params(tmp_path, methods=("random", "entropy"), seeds=[0, 1, 2, 3, 4], dataset="cifar10")
     raw["experiments"]["tiny2"] = {**raw["experiments"]["tiny"], "methods": ["margin"]}
     raw["experiments"]["full"] = {**raw["experiments"]["tiny"], "methods": ["upper-bound"],
                                   "schedule": {"initial_fraction": 1.0, "step_fraction": 0.1, "final_fraction": 1.0}}
@@ -31,9 +31,11 @@ def _params(tmp_path):
 
 
 def _value_claim(i, method, stage, value, experiment="tiny", std=None):
+    """A stated value at `stage` of the tiny schedule (10% / 20% / 30% labeled; "last" = 30%)."""
+    fraction = {0: 0.1, 1: 0.2, 2: 0.3, "last": 0.3}[stage]
     return _claim(i, "value", value=value, unit="%", std=std,
                   setting={"dataset": "d", "model": "m", "methods": [method], "labeled": "x", "metric": "accuracy"},
-                  evidence={"experiment": experiment, "method": method, "stage": stage, "scale": 100})
+                  evidence={"experiment": experiment, "method": method, "labeled_fraction": fraction, "scale": 100})
 
 
 def test_a_panel_joins_experiments_draws_the_reference_and_the_papers_values(tmp_path):

@@ -1,14 +1,21 @@
-"""The audit: every registered claim beside what this suite measured, with a verdict.
+"""The audit: every registered claim beside what this suite measured, with one of four verdicts.
 
-Verdicts: `reproduced`, `deviates`, or `not comparable` with a reason: an experiment that is not built,
-missing, stale or incomplete records, NaN values, no evidence, or fewer than MIN_SEEDS paired seeds (the
-evidence is still shown, with what the rule gives on it). Rules per kind are in `repro/report/stats.py`
-and `describe_rule`; every number carries the run records and commit it came from.
+- `reproduced` / `contradicted` / `inconclusive`: the claim's rule (repro/report/stats.py) on its units, one per
+  stage x pair x experiment; `inconclusive` rows say roughly how many paired seeds the observed spread would need.
+- `not comparable` (with the reason; the evidence is still shown where there is some): fewer than MIN_SEEDS paired
+  seeds; a stand-in dataset (any dataset other than the claim's own); arms whose queries agree at every judged
+  stage in every seed (the arms did not differ); records from different commits; the claim's metric not the
+  experiment's; missing, stale, incomplete or NaN records; an experiment not built yet.
+
+Groups (DAL's "Uncertainty" = entropy or least-confidence) are never resolved to a member chosen on the judged
+seeds: "X beats the group" needs X to beat every member, "the group beats X" one member at alpha / |G|.
+Every number carries the run records and commit it came from.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +27,22 @@ from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.audit_markdown import render_markdown  # noqa: F401  (re-exported: the audit's Markdown)
 from repro.report.claims import CURVE_METRICS, NUMERIC_KINDS, load_registries
-from repro.report.runs import (
-    RecordError,
-    check_pool_identity,
-    load_records,
-    paired_values,
-    resolve_groups,
-    stages_frame,
+from repro.report.runs import RecordError, check_pool_identity, load_records, stages_frame
+from repro.report.stats import (
+    ALPHA,
+    MIN_SEEDS,
+    Band,
+    Sample,
+    Unit,
+    band_for,
+    claim_outcome,
+    claim_seeds_needed,
+    describe_seeds_needed,
+    select_stages,
+    unit_summary,
 )
-from repro.report.stats import MIN_SEEDS, combine, select_stages, stage_test
+
+VERDICTS = ("reproduced", "contradicted", "inconclusive", "not comparable")
 
 
 class NotComparable(Exception):
@@ -37,12 +51,15 @@ class NotComparable(Exception):
 
 @dataclass
 class Judgement:
-    ok: bool
+    outcome: str  # what the rule gives on this evidence: reproduced, contradicted or inconclusive
     evidence: list[dict]
     runs: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
-    n_min: int = 0  # the fewest paired seeds behind any piece of evidence
+    n_min: int = 0  # the fewest paired seeds behind any unit
     exact: bool = False  # deterministic evidence (a parameter count): no seed rule
+    gates: list[str] = field(default_factory=list)  # reasons the evidence cannot carry a verdict
+    seeds_needed: dict | None = None
+    protocol: dict = field(default_factory=dict)
 
 
 def describe_rule(claim: dict) -> str:
@@ -53,33 +70,52 @@ def describe_rule(claim: dict) -> str:
                 "paper timed a GPU, so a ratio measured elsewhere is not comparable)")
     if kind in NUMERIC_KINDS and "parameters" in (claim.get("evidence") or {}):
         return (f"|parameters of the instantiated modules - {claim['value']:,.0f}| <= {claim.get('tolerance') or 0:,.0f} "
-                "(the printed rounding; an exact count, no seeds)")
+                "(half the printed unit; an exact count, no seeds)")
     if kind in NUMERIC_KINDS:
-        what = {"value": "the measured mean", "difference": "the mean paired difference",
-                "ratio": "the mean per-seed ratio"}[kind]
-        tol = f", {claim['tolerance']}" if claim.get("tolerance") else ""
-        return (f"|{what} - {claim['value']} {claim['unit']}| <= max(2 x combined std (paper's and ours){tol}), "
-                f"over >= {MIN_SEEDS} seeds")
+        what = {"value": "our mean", "difference": "the mean paired difference",
+                "ratio": "the mean per-seed log ratio"}[kind]
+        tau = numeric_tolerance(claim)
+        welch = " (Welch, with the paper's std and runs)" if claim.get("std") is not None and claim.get("runs") else ""
+        return (f"reproduced if the 90% interval of {what}{welch} lies inside {claim['value']} +- {tau:g} "
+                f"{claim['unit']}; contradicted if it is disjoint from that band; over >= {MIN_SEEDS} seeds")
     if kind in ("similarity", "dissimilarity"):
         if kind == "similarity":
-            return f"Spearman rho >= {claim['min_rho']} in every seed (n >= {MIN_SEEDS})"
-        return f"|Spearman rho| < {claim['max_abs_rho']} in every seed (n >= {MIN_SEEDS})"
+            return (f"one-sided 95% lower bound of the mean atanh(Spearman rho) over seeds above atanh({claim['min_rho']})"
+                    f" (n >= {MIN_SEEDS})")
+        return (f"90% interval of the mean atanh(Spearman rho) over seeds inside +-atanh({claim['max_abs_rho']}) "
+                f"(n >= {MIN_SEEDS})")
     stages = {"all": "stages", "after_first": "stages after the first", "first_half": "first half of the stages",
               "first_half_after_first": "first half of the stages after the first",
               "first": "first stage (the initial labeled pool)", "last": "last stage"}[claim["stages"]]
-    req = "every one of the" if claim["require"] == "every" else "more than half of the"
     metric = claim.get("metric", "accuracy")
-    what = {"ordering": "95% t-interval of the paired difference (better - than) above 0",
-            "not_better": f"one-sided 95% upper bound of (better - than) below +{claim.get('margin')}",
-            "parity": f"90% t-interval of the paired difference inside (-{claim.get('margin')}, +{claim.get('margin')}) (TOST)"}[kind]
-    return f"{what} at {req} {stages}, on {metric}, over >= {MIN_SEEDS} paired seeds"
+    what = {"ordering": "95% t-interval of the paired difference (better - than) above 0 (contradicted: at or below 0)",
+            "not_better": f"one-sided 95% upper bound of (better - than) below +{claim.get('margin')} "
+                          f"(contradicted: lower bound at or above it)",
+            "parity": f"90% interval of the paired difference inside (-{claim.get('margin')}, +{claim.get('margin')}) "
+                      f"(TOST; contradicted: entirely beyond a margin)"}[kind]
+    req = ("every unit (contradicted: one at alpha / k)" if claim["require"] == "every"
+           else "more than half of the units, each at alpha / k (contradicted: at least half)")
+    return f"{what}, at {req}; a unit = one of the {stages} x pair x experiment; on {metric}, over >= {MIN_SEEDS} paired seeds"
+
+
+def numeric_tolerance(claim: dict) -> float:
+    """tau, fixed before seeing data: the claim's `tolerance`, else max(1 point, the printed rounding) for
+    percentages and points, else the printed rounding (half the last printed digit)."""
+    if claim.get("tolerance") is not None:
+        return float(claim["tolerance"])
+    text = repr(float(claim["value"]))
+    decimals = len(text.split(".")[1].rstrip("0")) if "." in text else 0
+    rounding = 0.5 * 10 ** -decimals
+    unit = str(claim.get("unit", ""))
+    return max(1.0, rounding) if unit.startswith("%") or unit == "points" else rounding
 
 
 class Evidence:
-    """Run records per experiment, loaded once, checked against the current params."""
+    """Run records per experiment, loaded once, checked against the current params; `paper_params` (the paper
+    profile) tells which dataset each experiment's claims are about."""
 
-    def __init__(self, params: Params):
-        self.params, self.cache = params, {}
+    def __init__(self, params: Params, paper_params: Params | None = None):
+        self.params, self.paper_params, self.cache = params, paper_params, {}
 
     def frame(self, experiment: str) -> tuple[pd.DataFrame, list[dict]]:
         """One experiment's records, or a panel's: "a+b" joins experiments that share the initial pool per seed
@@ -112,6 +148,35 @@ class Evidence:
             raise NotComparable(str(e)) from None
         return recs
 
+    def stand_in(self, experiment: str) -> str | None:
+        """Why the experiment's data are not the claim's own dataset (a synthetic or derived stand-in, or another
+        dataset than the paper profile's), or None."""
+        from repro.data.specs import DATASETS
+
+        for part in experiment.split("+"):
+            if part not in dict(self.params.experiments):
+                continue
+            ds = self.params.experiment(part).dataset
+            spec = DATASETS.get(ds)
+            if spec is not None and spec.stand_in_for:
+                return f"{part} runs on {ds}, a stand-in for {spec.stand_in_for}"
+            if self.paper_params is not None and part in dict(self.paper_params.experiments):
+                own = self.paper_params.experiment(part)
+                if (own.dataset, own.classes) != (ds, self.params.experiment(part).classes):
+                    return f"{part} runs on {ds} ({self.params.experiment(part).classes or 'all'} classes), not the paper's {own.dataset}"
+        return None
+
+    def protocol(self, experiments) -> dict:
+        out = {"profile": self.params.profile}
+        for e in experiments:
+            for part in e.split("+"):
+                if part in dict(self.params.experiments):
+                    x = self.params.experiment(part)
+                    epochs = getattr(self.params.recipe(x.recipe), "epochs", None) if x.recipe else None
+                    out[part] = {"dataset": x.dataset, "train_size": x.train_size, "test_size": x.test_size,
+                                 "seeds": len(x.seeds), "recipe": x.recipe, "epochs": epochs}
+        return out
+
 
 def _provenance(records: list[dict]) -> tuple[list[str], list[str]]:
     runs = [r["_path"] for r in records]
@@ -119,82 +184,157 @@ def _provenance(records: list[dict]) -> tuple[list[str], list[str]]:
     return runs, commits
 
 
-def _resolve(name: str, df: pd.DataFrame, groups: dict) -> str:
+def _gates(ev: Evidence, experiments, records: list[dict]) -> list[str]:
+    """Reasons shared by every kind: a stand-in dataset, records from more than one commit."""
+    out = [why for e in dict.fromkeys(experiments) if (why := ev.stand_in(e))]
+    commits = sorted({c for c in _provenance(records)[1] if c != "unknown"})
+    if len(commits) > 1:
+        out.append(f"records from {len(commits)} commits ({', '.join(c[:8] for c in commits)}): re-run them at one")
+    return out
+
+
+def _members(name: str, df: pd.DataFrame, groups: dict) -> list[str]:
+    """A group's members present in `df` (never a member chosen on the data), or the method itself."""
     if name in groups:
-        chosen = resolve_groups(df, {name: groups[name]})
-        if name not in chosen:
+        present = [m for m in groups[name] if (df.method == m).any()]
+        if not present:
             raise NotComparable(f"no member of group {name} {groups[name]} was run")
-        return chosen[name]
+        return present
     if not (df.method == name).any():
         raise NotComparable(f"method {name!r} was not run")
-    return name
+    return [name]
 
 
-def _judge_pair(claim: dict, df: pd.DataFrame, a: str, b: str) -> tuple[bool, list[dict], int]:
-    column = claim.get("metric", "accuracy")
-    column = "value" if column in CURVE_METRICS else column
-    vals = paired_values(df, a, b, column)
-    chosen = select_stages(list(vals), claim["stages"])
+def _check_metric(claim: dict, ev: Evidence, experiment: str) -> str:
+    metric = claim.get("metric", "accuracy")
+    if metric in CURVE_METRICS:
+        for part in experiment.split("+"):
+            have = ev.params.experiment(part).metric if part in dict(ev.params.experiments) else metric
+            if have != metric:
+                raise NotComparable(f"the claim reads {metric}; {part} measures {have}")
+        return "value"
+    return metric
+
+
+def _pair_stages(df: pd.DataFrame, a: str, b: str, column: str) -> dict[int, dict]:
+    """Per stage: labeled count, seeds both ran, paired differences a - b, and per seed whether the arms were
+    identical (same labeled set; at the first stage, whose labeled set every method shares, the same value too)."""
+    out = {}
+    for stage, g in df.groupby("stage"):
+        pa, pb = g[g.method == a].set_index("seed"), g[g.method == b].set_index("seed")
+        seeds = sorted(set(pa.index) & set(pb.index))
+        if not seeds:
+            continue
+        d = (pa.loc[seeds, column] - pb.loc[seeds, column]).to_numpy(dtype=float)
+        same = [pa.loc[s, "labeled_sha256"] is not None and pa.loc[s, "labeled_sha256"] == pb.loc[s, "labeled_sha256"]
+                and (int(stage) > df.stage.min() or pa.loc[s, "value"] == pb.loc[s, "value"]) for s in seeds]
+        test = pa.loc[seeds, "test_size"].dropna()
+        out[int(stage)] = {"labeled": int(g.labeled.iloc[0]), "seeds": seeds, "d": d, "identical": same,
+                           "test_size": int(test.min()) if len(test) else None}
+    return out
+
+
+def _units_for_pairs(claim: dict, df: pd.DataFrame, pairs: list[tuple[str, str]], mode: str, band: Band,
+                     column: str, info: dict) -> tuple[list[Unit], list[dict], list[str]]:
+    """One unit per judged stage over `pairs` (several pairs: a group, combined by `mode`); the identity of the
+    arms per pair; gates for pairs whose arms never differed."""
+    per_pair = {p: _pair_stages(df, *p, column) for p in pairs}
+    first = per_pair[pairs[0]]
+    chosen = select_stages(list(first), claim["stages"])
     if not chosen:
-        raise NotComparable(f"no stage selected by stages: {claim['stages']} for {a} vs {b}")
-    per_stage = []
+        raise NotComparable(f"no stage selected by stages: {claim['stages']} for {pairs[0][0]} vs {pairs[0][1]}")
+    units, identity, gates = [], [], []
+    for a, b in pairs:
+        same = [x for st in chosen for x in per_pair[(a, b)].get(st, {}).get("identical", [])]
+        identity.append({"a": a, "b": b, "identical": f"{sum(same)}/{len(same)}"})
+        if same and all(same):
+            gates.append(f"the arms did not differ: {a} and {b} queried the same labeled sets at every judged stage "
+                         f"in every seed ({len(same)}/{len(same)})")
     for st in chosen:
-        labeled, seeds, d = vals[st]
-        if not np.isfinite(d).all():
-            raise NotComparable(f"{column} is NaN for {a} or {b} at stage {st}")
-        per_stage.append({"stage": st, "labeled": labeled, **stage_test(claim["kind"], d, claim.get("margin"))})
-    ok = combine([s["holds"] for s in per_stage], claim["require"])
-    return ok, per_stage, min(s["n"] for s in per_stage)
+        samples = []
+        for p in pairs:
+            s = per_pair[p].get(st)
+            if s is None:
+                raise NotComparable(f"{p[0]} vs {p[1]} has no paired seeds at stage {st}")
+            if not np.isfinite(s["d"]).all():
+                raise NotComparable(f"{column} is NaN for {p[0]} or {p[1]} at stage {st}")
+            floor = 0.0
+            if len(s["d"]) > 1 and float(np.std(s["d"])) == 0 and not all(s["identical"]) and s["test_size"]:
+                floor = 1.0 / s["test_size"]  # equal differences from differing queries: one test example
+            samples.append(Sample(s["d"], sd_floor=floor))
+        units.append(Unit(band, samples, mode, {**info, "stage": st, "labeled": first[st]["labeled"],
+                                                "pairs": [list(p) for p in pairs]}))
+    return units, identity, gates
+
+
+def _mode(kind: str, better_is_group: bool, than_is_group: bool) -> str:
+    """ordering: 'the group beats X' needs one member (any), 'X beats the group' every member (all);
+    not_better reads the other way round (X not better than the group's best: any)."""
+    if better_is_group and than_is_group:
+        raise NotComparable("a group on both sides of a comparison is not supported")
+    if kind == "ordering":
+        return "any" if better_is_group else "all"
+    if kind == "not_better":
+        return "any" if than_is_group else "all"
+    return "any"  # parity with a group: with one of its members
 
 
 def judge_comparisons(ev: Evidence, claim: dict, groups: dict) -> Judgement:
-    evidence, records, ok_all, n_min = [], [], True, None
+    evidence, records, units, gates, exps = [], [], [], [], []
+    band = band_for(claim["kind"], claim.get("margin"))
     for cmp in claim["comparisons"]:
         records += ev.records(cmp["experiments"])
         for experiment in cmp["experiments"]:
+            exps.append(experiment)
+            column = _check_metric(claim, ev, experiment)
             df, _ = ev.frame(experiment)
-            than = _resolve(cmp["than"], df, groups)
+            than = _members(cmp["than"], df, groups)
             for better in cmp["better"]:
-                b = _resolve(better, df, groups)
-                ok, stages, n = _judge_pair(claim, df, b, than)
-                ok_all &= ok
-                n_min = n if n_min is None else min(n_min, n)
-                evidence.append({"experiment": experiment, "better": better, "better_method": b, "than": cmp["than"],
-                                 "than_method": than, "stages_holding": sum(s["holds"] for s in stages),
-                                 "stages": len(stages), "holds": ok, "per_stage": stages})
-    return Judgement(ok_all, evidence, *_provenance(records), n_min or 0)
+                b = _members(better, df, groups)
+                mode = _mode(claim["kind"], better in groups, cmp["than"] in groups)
+                pairs = [(x, y) for x in b for y in than]
+                us, identity, g = _units_for_pairs(claim, df, pairs, mode, band, column,
+                                                   {"experiment": experiment, "better": better, "than": cmp["than"]})
+                units += us
+                gates += g
+                evidence.append({"experiment": experiment, "better": better, "than": cmp["than"], "pairs": pairs,
+                                 "mode": mode, "identity": identity, "outcome": claim_outcome(us, claim["require"]),
+                                 "per_stage": [unit_summary(u) for u in us]})
+    return _finish(ev, claim, units, evidence, records, gates, exps)
 
 
 def judge_parity(ev: Evidence, claim: dict, groups: dict) -> Judgement:
-    evidence, ok_all, n_min = [], True, None
+    evidence, units, gates = [], [], []
     records = ev.records(claim["experiments"])
-    names = claim["methods"]
-    ref = claim.get("reference")
+    names, ref = claim["methods"], claim.get("reference")
+    band = band_for("parity", claim["margin"])
     pairs = [(ref, m) for m in names if m != ref] if ref else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for experiment in claim["experiments"]:
+        column = _check_metric(claim, ev, experiment)
         df, _ = ev.frame(experiment)
-        resolved = {n: _resolve(n, df, groups) for n in set(names) | ({ref} if ref else set())}
         for a, b in pairs:
-            ok, stages, n = _judge_pair(claim, df, resolved[a], resolved[b])
-            ok_all &= ok
-            n_min = n if n_min is None else min(n_min, n)
-            evidence.append({"experiment": experiment, "a": a, "a_method": resolved[a], "b": b, "b_method": resolved[b],
-                             "stages_holding": sum(s["holds"] for s in stages), "stages": len(stages), "holds": ok,
-                             "per_stage": stages})
-    return Judgement(ok_all, evidence, *_provenance(records), n_min or 0)
+            ma, mb = _members(a, df, groups), _members(b, df, groups)
+            mode = _mode("parity", a in groups, b in groups)
+            us, identity, g = _units_for_pairs(claim, df, [(x, y) for x in ma for y in mb], mode, band, column,
+                                               {"experiment": experiment, "a": a, "b": b})
+            units += us
+            gates += g
+            evidence.append({"experiment": experiment, "a": a, "b": b, "pairs": [[x, y] for x in ma for y in mb],
+                             "mode": mode, "identity": identity, "outcome": claim_outcome(us, claim["require"]),
+                             "per_stage": [unit_summary(u) for u in us]})
+    return _finish(ev, claim, units, evidence, records, gates, claim["experiments"])
 
 
-def judge_rho(kind: str, rhos: dict[int, float], claim: dict) -> bool:
-    """similarity: every seed's rho >= min_rho; dissimilarity: every seed's |rho| < max_abs_rho."""
-    vals = list(rhos.values())
-    if not vals or not all(np.isfinite(vals)):
-        return False
-    if kind == "similarity":
-        return all(r >= claim["min_rho"] for r in vals)
-    return all(abs(r) < claim["max_abs_rho"] for r in vals)
+def _finish(ev, claim, units, evidence, records, gates, experiments) -> Judgement:
+    outcome = claim_outcome(units, claim.get("require", "every"))
+    need = claim_seeds_needed(units, claim.get("require", "every")) if outcome == "inconclusive" else None
+    return Judgement(outcome, evidence, *_provenance(records), min(min(s.n for s in u.samples) for u in units),
+                     gates=gates + _gates(ev, experiments, records), seeds_needed=need,
+                     protocol=ev.protocol(experiments))
 
 
 def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
+    """Spearman rho of two methods' rankings of the pool per seed; the rule reads the mean of atanh(rho)."""
     from scipy.stats import spearmanr
 
     from repro.report.rankings_fig import load_scores
@@ -208,30 +348,62 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     except RecordError as e:
         raise NotComparable(str(e)) from None
     of = params.ranking(name).of
-    df, records = ev.frame(of)  # group choice: the same as the curve figure of `of`
+    df, records = ev.frame(of)
     pools = {r["seed"]: r["initial_pool_sha256"] for r in records}
     for s, v in scores.items():
         have = str(v["initial_pool_sha256"]) if "initial_pool_sha256" in v else None
         if have != pools.get(s):
             raise NotComparable(f"rankings {name} seed {s}: initial pool {str(have)[:12]} is not the one {of}'s runs "
                                 f"started from ({str(pools.get(s))[:12]}); re-run `python -m repro rank {name}`")
-    a, b = (_resolve(n, df, groups) if n in groups else n for n in claim["pair"])
-    for m in (a, b):
-        if any(m not in v for v in scores.values()):
-            raise NotComparable(f"rankings {name} have no scores for {m!r}")
-    rhos = {int(s): float(spearmanr(v[a], v[b]).statistic) for s, v in scores.items()}
-    ok = judge_rho(claim["kind"], rhos, claim)
-    bound = {"min_rho": claim["min_rho"]} if claim["kind"] == "similarity" else {"max_abs_rho": claim["max_abs_rho"]}
-    ev_row = {"pair": claim["pair"], "methods": [a, b], "rho_per_seed": rhos,
-              "rho_mean": float(np.mean(list(rhos.values()))), **bound, "holds": ok}
+    a_members = groups.get(claim["pair"][0], [claim["pair"][0]])
+    b_members = groups.get(claim["pair"][1], [claim["pair"][1]])
+    pairs = [(a, b) for a in a_members for b in b_members if all(a in v and b in v for v in scores.values())]
+    if not pairs:
+        raise NotComparable(f"rankings {name} have no scores for {claim['pair']}")
+    if claim["kind"] == "similarity":
+        band = Band(math.atanh(claim["min_rho"]), math.inf, ALPHA, robust=True)
+        bound = {"min_rho": claim["min_rho"]}
+    else:
+        band = Band(-math.atanh(claim["max_abs_rho"]), math.atanh(claim["max_abs_rho"]), ALPHA, robust=True)
+        bound = {"max_abs_rho": claim["max_abs_rho"]}
+    rows, samples = [], []
+    for a, b in pairs:
+        rhos = {int(s): float(spearmanr(v[a], v[b]).statistic) for s, v in scores.items()}
+        if not all(np.isfinite(list(rhos.values()))):
+            raise NotComparable(f"rho({a}, {b}) is NaN in a seed")
+        samples.append(Sample(np.arctanh(np.clip(list(rhos.values()), -0.999999, 0.999999))))
+        rows.append({"pair": claim["pair"], "methods": [a, b], "rho_per_seed": rhos,
+                     "rho_mean": float(np.mean(list(rhos.values()))), **bound})
+    unit = Unit(band, samples, "any" if len(pairs) > 1 else "all", {"pairs": [list(p) for p in pairs]})
+    outcome = unit.outcome()
+    for r in rows:
+        r["outcome"] = outcome
+        r["atanh_interval"] = unit_summary(unit)["interval"]
     runs = [str(Path(params.results_dir) / name / f"seed{s}.npz") for s in scores]
-    return Judgement(ok, [ev_row], runs, _provenance(records)[1], len(rhos))
+    need = claim_seeds_needed([unit]) if outcome == "inconclusive" else None
+    return Judgement(outcome, rows, runs, _provenance(records)[1], samples[0].n, gates=_gates(ev, [of], records),
+                     seeds_needed=need, protocol=ev.protocol([of]))
+
+
+def _stage_at(df: pd.DataFrame, e: dict, experiment: str) -> int:
+    """The stage whose labeled amount is the one the claim states (never a stage index: smoke schedules differ)."""
+    at = df.groupby("stage").agg(labeled=("labeled", "first"), fraction=("labeled_fraction", "first"))
+    if "labeled" in e:
+        hit = at.index[at.labeled == e["labeled"]]
+        want = f"{e['labeled']:,} labeled"
+    else:
+        f = float(e["labeled_fraction"])
+        hit = at.index[(at.fraction - f).abs() <= 0.01 * f + 1e-9]
+        want = f"{100 * f:g}% labeled"
+    if not len(hit):
+        have = ", ".join(f"{r.labeled} ({100 * r.fraction:.3g}%)" for r in at.itertuples())
+        raise NotComparable(f"{experiment} has no stage at {want} (its stages: {have})")
+    return int(hit[0])
 
 
 def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
-    """A stated number beside the suite's measurement: the per-seed values (or paired differences / ratios) at
-    the evidence's stage, scaled to the claim's unit; it holds when |mean - value| is within twice the combined
-    std (the paper's where stated, ours over seeds) or the claim's tolerance."""
+    """A stated number beside the suite's per-seed measurements at the claim's labeled amount, scaled to its unit:
+    the 90% interval of our mean (Welch with the paper's std and runs where stated) inside value +- tau."""
     e = claim.get("evidence")
     if not e:
         why = " ".join(str(claim.get("note") or "").split())
@@ -241,32 +413,60 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     if "table" in e:
         return judge_table_ratio(ev.params, claim, e["table"])
     df, records = ev.frame(e["experiment"])
-    names = [_resolve(e["method"], df, groups)]
-    other = e.get("minus") or e.get("over")
-    if other:
-        names.append(_resolve(other, df, groups))
-    stage = int(df.stage.max()) if e.get("stage", "last") == "last" else int(e["stage"])
-    if not (df.stage == stage).any():
-        raise NotComparable(f"{e['experiment']} has no stage {stage}")
+    metric = claim["setting"].get("metric")
+    if metric in CURVE_METRICS:
+        _check_metric({"metric": metric}, ev, e["experiment"])
+    names = [e["method"]] + ([e.get("minus") or e.get("over")] if (e.get("minus") or e.get("over")) else [])
+    for n in names:
+        if n in groups:
+            raise NotComparable(f"{n} is a group: a stated value of a group has no member chosen before the data")
+        if not (df.method == n).any():
+            raise NotComparable(f"method {n!r} was not run")
+    stage = _stage_at(df, e, e["experiment"])
     at = df[df.stage == stage]
-    per = [at[at.method == m].set_index("seed").value.astype(float) * e.get("scale", 1) for m in names]
+    scale = e.get("scale", 1)
+    per = [at[at.method == m].set_index("seed") for m in names]
     seeds = sorted(set(per[0].index).intersection(*[set(p.index) for p in per[1:]]))
-    a = per[0].loc[seeds].to_numpy()
-    vals = a if not other else (a - per[1].loc[seeds].to_numpy() if claim["kind"] == "difference"
-                                else a / per[1].loc[seeds].to_numpy())
+    a = per[0].loc[seeds, "value"].to_numpy(dtype=float) * scale
+    v, tau = float(claim["value"]), numeric_tolerance(claim)
+    gates = []
+    if len(names) == 1:
+        vals, low, high = a, v - tau, v + tau
+    else:
+        b = per[1].loc[seeds, "value"].to_numpy(dtype=float) * scale
+        same = [x == y for x, y in zip(per[0].loc[seeds, "labeled_sha256"], per[1].loc[seeds, "labeled_sha256"])]
+        if same and all(same) and stage > df.stage.min():
+            gates.append(f"the arms did not differ: {names[0]} and {names[1]} queried the same labeled sets in every seed")
+        if claim["kind"] == "difference":
+            vals, low, high = a - b, v - tau, v + tau
+        else:
+            if not (a > 0).all() or not (b > 0).all() or v - tau <= 0:
+                raise NotComparable("a ratio needs positive measurements and value - tolerance > 0")
+            vals, low, high = np.log(a / b), math.log(v - tau), math.log(v + tau)
     if not len(vals) or not np.isfinite(vals).all():
         raise NotComparable(f"no finite measurement at stage {stage} of {e['experiment']}")
-    mean = float(vals.mean())
-    ours = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-    combined = float(np.hypot(claim.get("std") or 0.0, ours if np.isfinite(ours) else 0.0))
-    bound = max(2 * combined, claim.get("tolerance") or 0.0)
-    ok = abs(mean - claim["value"]) <= bound
-    row = {"experiment": e["experiment"], "method": names[0], "other": names[1] if other else None,
-           "stage": stage, "labeled": int(at.labeled.iloc[0]), "measured_mean": mean, "measured_std": ours,
-           "n": len(vals), "paper": claim["value"], "paper_std": claim.get("std"), "unit": claim["unit"],
-           "delta": mean - claim["value"], "bound": bound, "holds": ok}
+    extra_var, extra_df = 0.0, math.inf
+    if claim.get("std") is not None and claim.get("runs"):
+        sd = float(claim["std"]) / (v if claim["kind"] == "ratio" else 1.0)  # the delta method on the log scale
+        extra_var, extra_df = sd**2 / claim["runs"], max(claim["runs"] - 1, 1)
+    test = at.test_size.dropna()
+    floor = scale / float(test.min()) if len(test) and float(np.std(vals)) == 0 else 0.0
+    sample = Sample(vals, sd_floor=floor, extra_var=extra_var, extra_df=extra_df)
+    unit = Unit(Band(low, high, ALPHA, robust=True), [sample])
+    summary = unit_summary(unit)
+    mean = float(np.mean(vals))
+    row = {"experiment": e["experiment"], "method": names[0], "other": names[1] if len(names) > 1 else None,
+           "stage": stage, "labeled": int(at.labeled.iloc[0]), "measured_mean": mean if claim["kind"] != "ratio" else
+           float(np.exp(mean)), "measured_std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
+           "n": len(vals), "paper": v, "paper_std": claim.get("std"), "paper_runs": claim.get("runs"),
+           "unit": claim["unit"], "delta": (mean if claim["kind"] != "ratio" else float(np.exp(mean))) - v,
+           "tolerance": tau, "interval90": summary["interval"], "outcome": summary["outcome"],
+           "scale": "log" if claim["kind"] == "ratio" else "linear"}
     used = [r for r in records if r["method"] in names]
-    return Judgement(ok, [row], *_provenance(used), len(vals))
+    need = claim_seeds_needed([unit]) if summary["outcome"] == "inconclusive" else None
+    return Judgement(summary["outcome"], [row], *_provenance(used), len(vals),
+                     gates=gates + _gates(ev, [e["experiment"]], used), seeds_needed=need,
+                     protocol=ev.protocol([e["experiment"]]))
 
 
 def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
@@ -285,17 +485,21 @@ def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
         raise NotComparable(f"the paper timed a GPU; {where['artifact']} was measured on {table['device']} "
                             f"({where['of']} / {row['over']} = {row['ours']:.1f}x here vs {claim['value']}x in the paper)")
     ok = abs(row["ours"] - claim["value"]) <= claim["tolerance"]
+    outcome = "reproduced" if ok else "contradicted"
     ev_row = {"measured_ratio": row["ours"], "of": where["of"], "over": row["over"], "paper": claim["value"],
-              "delta": row["ours"] - claim["value"], "bound": claim["tolerance"], "holds": ok, "device": table["device"]}
-    return Judgement(ok, [ev_row], [str(path)], [((table.get("git") or {}).get("commit")) or "unknown"], 0, exact=True)
+              "delta": row["ours"] - claim["value"], "bound": claim["tolerance"], "outcome": outcome,
+              "device": table["device"]}
+    return Judgement(outcome, [ev_row], [str(path)], [((table.get("git") or {}).get("commit")) or "unknown"], 0,
+                     exact=True)
 
 
 _PARAMETER_ROWS: dict | None = None
 
 
 def judge_parameters(claim: dict, where: dict, table_json: Path | None = None) -> Judgement:
-    """A printed parameter count beside the count of the instantiated modules (`python -m repro params`):
-    deterministic, so it holds when |ours - printed| <= the claim's tolerance (the printed rounding)."""
+    """A printed parameter count beside the count of the instantiated modules (`python -m repro params`): an
+    exact quantity, reproduced when |ours - printed| <= the claim's tolerance (half the printed unit), else
+    contradicted."""
     global _PARAMETER_ROWS
     if _PARAMETER_ROWS is None:
         if table_json is not None and table_json.is_file():  # the `parameters` stage's output (no torch here)
@@ -310,10 +514,10 @@ def judge_parameters(claim: dict, where: dict, table_json: Path | None = None) -
         raise NotComparable(f"`python -m repro params` has no row {key}")
     ours = _PARAMETER_ROWS[key]
     bound = claim.get("tolerance") or 0.0
-    ok = abs(ours - claim["value"]) <= bound
+    outcome = "reproduced" if abs(ours - claim["value"]) <= bound else "contradicted"
     row = {"parameters": ours, "method": where["method"], "setting": where["setting"], "module": where["module"],
-           "paper": claim["value"], "delta": ours - claim["value"], "bound": bound, "holds": ok}
-    return Judgement(ok, [row], ["python -m repro params"], [], 0, exact=True)
+           "paper": claim["value"], "delta": ours - claim["value"], "bound": bound, "outcome": outcome}
+    return Judgement(outcome, [row], ["python -m repro params"], [], 0, exact=True)
 
 
 JUDGES = {"value": judge_numeric, "difference": judge_numeric, "ratio": judge_numeric,
@@ -322,50 +526,78 @@ JUDGES = {"value": judge_numeric, "difference": judge_numeric, "ratio": judge_nu
 
 
 def verdict(j: Judgement) -> tuple[str, str | None]:
-    """(verdict, reason): no verdict without evidence or on fewer than MIN_SEEDS paired seeds."""
+    """(verdict, reason): `not comparable` without evidence, on a stand-in, on arms that did not differ, on records
+    of several commits, or on fewer than MIN_SEEDS paired seeds; else the rule's outcome."""
     if not j.evidence:
         return "not comparable", "no evidence"
     if j.exact:
-        return ("reproduced" if j.ok else "deviates"), None
+        return j.outcome, None
+    reasons = list(dict.fromkeys(j.gates))
     if j.n_min < MIN_SEEDS:
-        return "not comparable", f"n = {j.n_min} seeds < {MIN_SEEDS}"
-    return ("reproduced" if j.ok else "deviates"), None
+        reasons.append(f"n = {j.n_min} paired seeds < {MIN_SEEDS}")
+    if reasons:
+        return "not comparable", "; ".join(reasons)
+    return j.outcome, None
 
 
-def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None) -> dict:
-    """Every claim judged; plus protocol drift (stated hyper-parameters beside `paper_params`, the paper
-    profile) and the paper-vs-code differences with their variants' measured effects."""
+CHANCE_ALPHA = {"ordering": ALPHA / 2}  # a claim's false-contradiction rate at the band's edge (others: ALPHA)
+
+
+def judge_claim(ev: Evidence, claim: dict, groups: dict, paper: str) -> dict:
+    """One claim's audit row."""
+    row = {"id": claim["id"], "paper": paper, "where": claim["where"], "kind": claim["kind"], "quote": claim["quote"],
+           "rule": describe_rule(claim), "setting": claim["setting"], "profile": ev.params.profile}
+    try:
+        j = JUDGES[claim["kind"]](ev, claim, groups)
+        v, reason = verdict(j)
+        row.update(verdict=v, evidence=j.evidence, runs=sorted(set(j.runs)), commits=sorted(set(j.commits)),
+                   n_seeds=j.n_min, protocol=j.protocol or {"profile": ev.params.profile})
+        if reason:
+            row.update(reason=reason, rule_on_this_evidence=j.outcome)
+        if j.outcome == "inconclusive" and j.seeds_needed is not None:
+            row["seeds_needed"] = j.seeds_needed
+            row["seeds_needed_text"] = describe_seeds_needed(j.seeds_needed)
+    except NotComparable as e:
+        row.update(verdict="not comparable", reason=str(e), evidence=[], runs=[], commits=[], n_seeds=0,
+                   protocol={"profile": ev.params.profile})
+    for key in ("note", "reading"):
+        if claim.get(key):
+            row[key] = claim[key]
+    return row
+
+
+def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Params | None = None,
+          only: str | None = None) -> dict:
+    """Every claim judged (or the claim `only`); plus protocol drift (stated hyper-parameters beside
+    `paper_params`, the paper profile) and the paper-vs-code differences with their variants' measured effects."""
     from repro.report.protocol import code_differences, protocol_drift
 
-    ev = Evidence(params)
+    ev = Evidence(params, paper_params)
     rows = []
     registries = load_registries(tables)
     for paper, reg in registries.items():
         groups = (reg["protocol"] or {}).get("groups", {}) or {}
-        for claim in reg["claims"]:
-            row = {"id": claim["id"], "paper": paper, "where": claim["where"], "kind": claim["kind"],
-                   "quote": claim["quote"], "rule": describe_rule(claim), "setting": claim["setting"],
-                   "profile": params.profile}
-            try:
-                j = JUDGES[claim["kind"]](ev, claim, groups)
-                v, reason = verdict(j)
-                row.update(verdict=v, evidence=j.evidence, runs=sorted(set(j.runs)), commits=sorted(set(j.commits)),
-                           n_seeds=j.n_min)
-                if reason:
-                    row.update(reason=reason, rule_on_this_evidence="holds" if j.ok else "fails")
-            except NotComparable as e:
-                row.update(verdict="not comparable", reason=str(e), evidence=[], runs=[], commits=[], n_seeds=0)
-            for key in ("note", "reading"):
-                if claim.get(key):
-                    row[key] = claim[key]
-            rows.append(row)
+        rows += [judge_claim(ev, c, groups, paper) for c in reg["claims"] if only in (None, c["id"])]
+    if only is not None and not rows:
+        ids = [c["id"] for reg in registries.values() for c in reg["claims"]]
+        import difflib
+
+        near = difflib.get_close_matches(only, ids, 3, cutoff=0.4)
+        raise KeyError(f"no claim {only!r} in {tables}" + (f"; did you mean {', '.join(near)}?" if near else ""))
     counts = Counter(r["verdict"] for r in rows)
-    verdicts = ("reproduced", "deviates", "not comparable")
-    per_paper = {p: {v: sum(1 for r in rows if r["paper"] == p and r["verdict"] == v) for v in verdicts}
+    per_paper = {p: {v: sum(1 for r in rows if r["paper"] == p and r["verdict"] == v) for v in VERDICTS}
                  for p in dict.fromkeys(r["paper"] for r in rows)}
-    summary = {"profile": params.profile, "claims": len(rows), "min_seeds": MIN_SEEDS,
-               "verdicts": {params.profile: {v: counts.get(v, 0) for v in verdicts}}, "per_paper": per_paper,
+    judged = [r for r in rows if r["verdict"] in ("reproduced", "contradicted", "inconclusive")
+              and r.get("evidence") and not any("parameters" in e or "measured_ratio" in e for e in r["evidence"])]
+    summary = {"profile": params.profile, "claims": len(rows), "min_seeds": MIN_SEEDS, "alpha": ALPHA,
+               "verdicts": {params.profile: {v: counts.get(v, 0) for v in VERDICTS}}, "per_paper": per_paper,
+               "evidence_about_the_papers": params.profile == "paper",
+               "label": "evidence about the papers" if params.profile == "paper" else "machinery check",
+               "judged": len(judged),
+               "contradicted_by_chance": round(sum(CHANCE_ALPHA.get(r["kind"], ALPHA) for r in judged), 2),
                "git": git_commit()}
+    if only is not None:
+        return {"summary": summary, "claims": rows}
     drift = protocol_drift(registries, paper_params)
     summary["protocol_drift"] = {s: sum(1 for d in drift if d["status"] == s) for s in ("matches", "differs")}
     return {"summary": summary, "claims": rows, "protocol_drift": drift,

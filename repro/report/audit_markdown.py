@@ -6,11 +6,24 @@ from __future__ import annotations
 import math
 
 
+def _pts(x: float, scale: float = 100) -> str:
+    return f"{scale * x:+.2f}" if math.isfinite(x) else "nan"
+
+
 def _stage_delta(s: dict) -> str:
-    """One stage of a paired comparison, in accuracy points: mean Δ [95% t-interval; 95% bootstrap]."""
-    t, b = s.get("ci95") or [math.nan] * 2, s.get("bootstrap_ci95") or [math.nan] * 2
-    return (f"{s['labeled']}: {100 * s['mean']:+.2f} [t {100 * t[0]:+.2f}, {100 * t[1]:+.2f}; "
-            f"boot {100 * b[0]:+.2f}, {100 * b[1]:+.2f}]")
+    """One unit of a paired comparison, in points: mean delta [interval] and its outcome; a group unit lists each
+    member pair."""
+    if "members" in s:
+        per = "; ".join(f"{'-'.join(p)} {_pts(m['mean'])} [{_pts(m['interval'][0])}, {_pts(m['interval'][1])}]"
+                        for p, m in zip(s["pairs"], s["members"]))
+        return f"{s['labeled']}: {s['outcome']} ({s['mode']} of: {per})"
+    lo, hi = s["interval"]
+    return f"{s['labeled']}: {_pts(s['mean'])} [{_pts(lo)}, {_pts(hi)}] {s['outcome']}"
+
+
+def _identity(e: dict) -> str:
+    same = [i for i in e.get("identity", []) if not i["identical"].startswith("0/")]
+    return ("; identical queries " + ", ".join(f"{i['a']}={i['b']} {i['identical']}" for i in same)) if same else ""
 
 
 def _cell(row: dict) -> str:
@@ -24,23 +37,29 @@ def _cell(row: dict) -> str:
                          f"vs paper {e['paper']:,.0f} (Δ {e['delta']:+,.0f}, tolerance {e['bound']:,.0f})")
         elif "measured_mean" in e:
             of = f" vs {e['other']}" if e["other"] else ""
-            parts.append(f"{e['experiment']}: {e['method']}{of} at stage {e['stage']} ({e['labeled']} labeled): "
-                         f"{e['measured_mean']:.2f} ± {e['measured_std']:.2f} {e['unit']} (n = {e['n']}) vs paper "
-                         f"{e['paper']} (Δ {e['delta']:+.2f}, bound {e['bound']:.2f})")
+            lo, hi = e["interval90"]
+            if e.get("scale") == "log":
+                lo, hi = math.exp(lo), math.exp(hi)
+            paper_sd = f" ± {e['paper_std']} (runs {e['paper_runs']})" if e.get("paper_std") is not None else ""
+            parts.append(f"{e['experiment']}: {e['method']}{of} at {e['labeled']:,} labeled: "
+                         f"{e['measured_mean']:.2f} ± {e['measured_std']:.2f} {e['unit']} (n = {e['n']}, 90% interval "
+                         f"[{lo:.2f}, {hi:.2f}]) vs paper {e['paper']}{paper_sd} ± τ {e['tolerance']:g}")
         elif "rho_mean" in e:
             per = ", ".join(f"{r:.2f}" for r in e["rho_per_seed"].values())
             parts.append(f"rho({e['methods'][0]}, {e['methods'][1]}) per seed: {per}")
         elif "better" in e:
             per = ", ".join(_stage_delta(s) for s in e["per_stage"])
-            parts.append(f"{e['experiment']}: {e['better_method']} vs {e['than_method']} holds at "
-                         f"{e['stages_holding']}/{e['stages']} (Δ per stage: {per})")
+            parts.append(f"{e['experiment']}: {e['better']} vs {e['than']}: {e['outcome']} (Δ points per labeled "
+                         f"amount: {per}){_identity(e)}")
         else:
-            parts.append(f"{e['experiment']}: {e['a_method']} ~ {e['b_method']} holds at "
-                         f"{e['stages_holding']}/{e['stages']}")
+            per = ", ".join(_stage_delta(s) for s in e["per_stage"])
+            parts.append(f"{e['experiment']}: {e['a']} ~ {e['b']}: {e['outcome']} (Δ points: {per}){_identity(e)}")
     text = "; ".join(parts)
     if row["verdict"] == "not comparable":
-        tail = f" (the rule {row['rule_on_this_evidence']} on this evidence)" if "rule_on_this_evidence" in row else ""
+        tail = f" (the rule gives {row['rule_on_this_evidence']} on this evidence)" if "rule_on_this_evidence" in row else ""
         text = f"{row['reason']}{tail}" + (f" — {text}" if text else "")
+    if row.get("seeds_needed_text"):
+        text += f"<br>needs: {row['seeds_needed_text']}"
     if row.get("note"):
         text += f"<br>note: {row['note']}"
     return _md(text)
@@ -51,25 +70,34 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+VERDICT_COLUMNS = ("reproduced", "contradicted", "inconclusive", "not comparable")
+
+
 def render_markdown(result: dict) -> str:
     s = result["summary"]
     counts = s["verdicts"][s["profile"]]
+    label = s.get("label", "machinery check")
     lines = [
         "# Claims audit", "",
-        f"Profile **{s['profile']}** (commit {(s['git'] or {}).get('commit') or 'unknown'}): "
-        f"{counts['reproduced']} reproduced, {counts['deviates']} deviate, {counts['not comparable']} not comparable "
-        f"of {s['claims']} claims.", "",
-        f"No claim gets `reproduced` or `deviates` on fewer than {s['min_seeds']} paired seeds (seeds share the "
-        "initial pool); absence claims (`not_better`, `parity`) are equivalence tests with the margin stated in the "
-        "claim; stale, incomplete or NaN evidence is `not comparable`. Each row's rule is written under it. "
-        "Smoke-profile rows are computed the same way on reduced runs: they test the machinery, not the paper.",
-        "", "| paper | reproduced | deviates | not comparable |", "| --- | --- | --- | --- |",
-        *[f"| {p} | {c['reproduced']} | {c['deviates']} | {c['not comparable']} |"
+        f"Profile **{s['profile']}** ({label}; commit {(s['git'] or {}).get('commit') or 'unknown'}): "
+        + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICT_COLUMNS) + f" of {s['claims']} claims.", "",
+        ("Only `paper`-profile verdicts are evidence about the papers; this profile's rows check the machinery on "
+         "reduced runs." if s["profile"] != "paper" else "These verdicts come from the papers' settings."),
+        f"If every one of the {s.get('judged', 0)} judged claims were true (at the edge of its band), chance alone "
+        f"would give at most ~{s.get('contradicted_by_chance', 0):g} `contradicted` rows.", "",
+        f"A unit is one stage x pair x experiment. `reproduced`: the unit's interval lies inside the claim's band "
+        f"(orderings: the 95% t-interval above 0; absence claims and stated values: the 90% interval inside the "
+        f"margin); `contradicted`: it lies at or beyond the band's edge; `inconclusive`: neither — the row says "
+        f"roughly how many paired seeds the observed spread would need. `not comparable`: fewer than "
+        f"{s['min_seeds']} paired seeds, a stand-in dataset, arms that did not differ, records of several commits, "
+        "another metric, or stale, incomplete or NaN records. Each row's rule is written under it.",
+        "", "| paper | " + " | ".join(VERDICT_COLUMNS) + " |", "| --- | --- | --- | --- | --- |",
+        *[f"| {p} | " + " | ".join(str(c.get(v, 0)) for v in VERDICT_COLUMNS) + " |"
           for p, c in (s.get("per_paper") or {}).items()],
         "", "| claim | where | verdict | evidence |", "| --- | --- | --- | --- |",
     ]
     for r in result["claims"]:
-        lines.append(f"| `{r['id']}`<br>rule: {_md(r['rule'])} | {_md(r['where'])} | **{r['verdict']}** ({r['profile']}) | {_cell(r)} |")
+        lines.append(f"| `{r['id']}`<br>rule: {_md(r['rule'])} | {_md(r['where'])} | **{r['verdict']}** ({r['profile']}{'' if r['profile'] == 'paper' else ': machinery check'}) | {_cell(r)} |")
     drift = result.get("protocol_drift") or []
     if drift:
         lines += ["", "## Protocol drift", "",
@@ -89,3 +117,20 @@ def render_markdown(result: dict) -> str:
     lines += ["", "Quotes, settings, per-stage differences with their intervals and the run records behind every number "
               "are in `reports/audit.json`."]
     return "\n".join(lines) + "\n"
+
+
+def render_claim(row: dict) -> str:
+    """One claim as plain text (`python -m repro audit --claim ID`): its rule, verdict, protocol and evidence."""
+    import json
+
+    lines = [f"{row['id']} ({row['paper']}, {row['where']}, {row['kind']})", f"  quote:   {row['quote']}",
+             f"  rule:    {row['rule']}", f"  verdict: {row['verdict']}" + (f" — {row['reason']}" if row.get("reason") else "")]
+    if row.get("rule_on_this_evidence"):
+        lines.append(f"  the rule on this evidence: {row['rule_on_this_evidence']}")
+    if row.get("seeds_needed_text"):
+        lines.append(f"  needs:   {row['seeds_needed_text']}")
+    lines.append(f"  protocol: {json.dumps(row.get('protocol') or {}, sort_keys=True)}")
+    lines.append(f"  evidence: {_cell({**row, 'verdict': 'shown', 'note': None, 'seeds_needed_text': None})}")
+    lines += [f"  run: {r}" for r in row.get("runs", [])]
+    lines.append(f"  commits: {', '.join(row.get('commits') or []) or 'none'}")
+    return "\n".join(lines)

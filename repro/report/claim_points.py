@@ -1,5 +1,6 @@
 """Where the registry's stated values sit on a figure: per value claim whose evidence names a drawn
-(experiment, method), the paper's number (in %) at the paper profile's labeled amount of that stage."""
+(experiment, method), the paper's number (in %) at the paper profile's stage with the labeled amount the claim
+states (`labeled_fraction` or a `labeled` count)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ def claim_points(registry: dict, drawn: set[tuple[str, str]], paper_params: Para
             continue
         exp = paper_params.experiment(e["experiment"])
         counts = exp.schedule.labeled_counts(exp.pool_size())
-        stage = e.get("stage", "last")
-        idx = {"last": len(counts) - 1, "first": 0}.get(stage, stage)
-        if not isinstance(idx, int) or idx >= len(counts):
+        idx = stage_of(counts, exp.pool_size(), e)
+        if idx is None:
             continue
         to_percent = 1.0 if e.get("scale") == 100 else 100.0  # scale 100: the claim is already in %
         out.append({"id": c["id"], "experiment": e["experiment"], "method": e["method"], "stage": idx,
@@ -24,3 +24,14 @@ def claim_points(registry: dict, drawn: set[tuple[str, str]], paper_params: Para
                     "value": c["value"] * to_percent,
                     "std": None if c.get("std") is None else c["std"] * to_percent})
     return out
+
+
+def stage_of(counts, pool_size: int, evidence: dict) -> int | None:
+    """The stage index whose labeled amount is the evidence's (`labeled` exactly, or `labeled_fraction` of the
+    pool within 1% of itself), or None."""
+    if "labeled" in evidence:
+        return next((i for i, n in enumerate(counts) if n == evidence["labeled"]), None)
+    f = evidence.get("labeled_fraction")
+    if f is None:
+        return None
+    return next((i for i, n in enumerate(counts) if abs(n / pool_size - f) <= 0.01 * f + 1e-9), None)

@@ -17,9 +17,10 @@ OPTIONAL_TOP_KEYS = {"skipped"}  # numbers of the text that are not claims: [{te
 CLAIM_KEYS = {"id", "where", "quote", "setting", "kind", "comparisons", "methods", "reference", "experiments",
               "rankings", "pair", "min_rho", "max_abs_rho", "threshold_reason", "stages", "require", "margin",
               "metric", "reading", "note", "value", "unit", "std", "runs", "evidence", "tolerance"}
-# evidence of a numeric claim: which runs measure it (experiment, method, stage index or "last"; a difference
-# subtracts `minus`, a ratio divides by `over`), and `scale` (100: accuracy in 0..1 against a percentage)
-EVIDENCE_KEYS = {"experiment", "method", "stage", "minus", "over", "scale"}
+# evidence of a numeric claim: which runs measure it (experiment, method, and the labeled amount the claim states:
+# `labeled_fraction` of the pool or a `labeled` count, matched against each record's stages, never a stage index;
+# a difference subtracts `minus`, a ratio divides by `over`), and `scale` (100: accuracy in 0..1 against a %)
+EVIDENCE_KEYS = {"experiment", "method", "labeled_fraction", "labeled", "minus", "over", "scale"}
 # or, for a parameter count, `parameters: {method, setting, module}`: a row of `python -m repro params`
 PARAMETER_EVIDENCE_KEYS = {"method", "setting", "module"}
 HYPERPARAMETER_KEYS = {"name", "value", "quote", "params_key", "note"}
@@ -138,8 +139,11 @@ def _validate_numeric(c: dict, w: str) -> None:
     elif e is not None:
         _need(isinstance(e, dict) and {"experiment", "method"} <= set(e) and not set(e) - EVIDENCE_KEYS, w,
               f"evidence needs experiment and method (optional: {sorted(EVIDENCE_KEYS - {'experiment', 'method'})})")
-        _need(e.get("stage", "last") == "last" or (isinstance(e["stage"], int) and e["stage"] >= 0), w,
-              "evidence.stage must be a stage index or 'last'")
+        _need(("labeled_fraction" in e) != ("labeled" in e), w,
+              "evidence names the labeled amount the claim states: labeled_fraction (of the pool) or labeled (a count)")
+        _need(("labeled_fraction" not in e or (_number(e["labeled_fraction"]) and 0 < e["labeled_fraction"] <= 1))
+              and ("labeled" not in e or (isinstance(e["labeled"], int) and e["labeled"] > 0)), w,
+              "evidence.labeled_fraction must be in (0, 1], evidence.labeled a positive count")
         _need((c["kind"] == "difference") == ("minus" in e) and (c["kind"] == "ratio") == ("over" in e), w,
               "a difference's evidence names `minus`, a ratio's `over` (and only they)")
 
