@@ -437,3 +437,16 @@ def test_parameter_count_claims_are_judged_exactly(tmp_path):
     assert v["n1"]["verdict"] == "contradicted" and v["n1"]["evidence"][0]["parameters"] == 11_184_222
     assert v["n2"]["verdict"] == "reproduced" and "no seeds" in v["n2"]["rule"]
     assert v["n3"]["verdict"] == "not comparable"
+
+
+def test_parity_between_two_groups_needs_one_member_pair(tmp_path):
+    """DAL's "Uncertainty ~ DBAL": some member pair within the margin (at alpha / |pairs|), never a member chosen
+    on the judged seeds; every pair beyond the margin contradicts it."""
+    params = _params(tmp_path, ["random", "entropy", "least-confidence", "margin"])
+    _write_runs(tmp_path, params, {"random": 0.0, "entropy": 0.05, "least-confidence": 0.0003, "margin": 0.2})
+    groups = {"U": ["entropy", "least-confidence"], "V": ["random", "margin"]}
+    tables = _registry(tmp_path, [_claim(1, "parity", methods=["U", "V"], experiments=["tiny"]),
+                                  _claim(2, "parity", methods=["U", "margin"], experiments=["tiny"])], groups)
+    v = {r["id"]: r for r in audit(params, tables)["claims"]}
+    assert v["c1"]["verdict"] == "reproduced" and len(v["c1"]["evidence"][0]["pairs"]) == 4  # least-confidence ~ random
+    assert v["c2"]["verdict"] == "contradicted"  # both members >= 15 points from margin

@@ -270,13 +270,15 @@ def _units_for_pairs(claim: dict, df: pd.DataFrame, pairs: list[tuple[str, str]]
 def _mode(kind: str, better_is_group: bool, than_is_group: bool) -> str:
     """ordering: 'the group beats X' needs one member (any), 'X beats the group' every member (all);
     not_better reads the other way round (X not better than the group's best: any)."""
+    if kind == "parity":
+        return "any"  # parity with a group (or between two): some member pair, at alpha / |pairs|
     if better_is_group and than_is_group:
-        raise NotComparable("a group on both sides of a comparison is not supported")
+        raise NotComparable("a group on both sides of an ordering is not supported")
     if kind == "ordering":
         return "any" if better_is_group else "all"
     if kind == "not_better":
         return "any" if than_is_group else "all"
-    return "any"  # parity with a group: with one of its members
+    raise ValueError(f"unknown kind {kind!r}")
 
 
 def judge_comparisons(ev: Evidence, claim: dict, groups: dict) -> Judgement:
@@ -422,7 +424,10 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
             raise NotComparable(f"{n} is a group: a stated value of a group has no member chosen before the data")
         if not (df.method == n).any():
             raise NotComparable(f"method {n!r} was not run")
-    stage = _stage_at(df, e, e["experiment"])
+    try:
+        stage = _stage_at(df, e, e["experiment"])
+    except NotComparable as err:  # say first when the data are a stand-in anyway
+        raise NotComparable("; ".join([*_gates(ev, [e["experiment"]], records), str(err)])) from None
     at = df[df.stage == stage]
     scale = e.get("scale", 1)
     per = [at[at.method == m].set_index("seed") for m in names]
