@@ -107,6 +107,31 @@ def test_code_key_covers_the_core_and_only_the_runs_own_method():
     assert "kcenter_mip.py" not in run_code("coreset")
 
 
+@pytest.mark.parametrize("method", ["egl", "egl-code"])
+def test_egl_code_key_changes_with_dfal_and_not_with_mcdal(tmp_path, monkeypatch, method):
+    """Issue 22.5: EGL imports `dfal.bn_affine`, so an edit of strategies/dfal.py must invalidate EGL's
+    checkpoints (its key changes) while an edit of another method's module (mcdal.py) must not. The edits go
+    to a copy of the package that the key is computed from; the real files are untouched."""
+    import shutil
+
+    from repro import methods
+
+    pkg = tmp_path / "repro"
+    shutil.copytree(methods.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(methods, "PACKAGE_DIR", pkg)
+    before = methods.code_sha256(method)
+    assert before == methods.code_sha256(method)  # the copy keys like itself
+
+    def edit(rel: str) -> None:
+        f = pkg / rel
+        f.write_bytes(f.read_bytes() + b"\n# edited\n")
+
+    edit("strategies/mcdal.py")
+    assert methods.code_sha256(method) == before, "editing mcdal.py must not rerun EGL"
+    edit("strategies/dfal.py")
+    assert methods.code_sha256(method) != before, "editing dfal.py (bn_affine) must rerun EGL"
+
+
 def test_per_run_imbalanced_subset(tmp_path):
     """MAL Sec. 4.1: every run starts from its own imbalanced CIFAR-100 (drawn from the run seed)."""
     import numpy as np
