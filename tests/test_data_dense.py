@@ -273,6 +273,22 @@ def test_voc_boxes_are_scaled_padded_and_keep_difficult(tmp_path, monkeypatch):
     assert VOC_CLASSES[:3] == ("aeroplane", "bicycle", "bird") and VOC_CLASSES[-1] == "tvmonitor"
 
 
+def test_voc_edge_box_of_a_299_px_image_stays_inside_the_stored_side(tmp_path, monkeypatch):
+    """Issue 22.9: a 500 x 299 image's whole-image box (1-based 1..500 x 1..299) scaled to 300 x 300 in float32
+    gives 299 * (300 / 299) = 300.0000305 > 300; the loader clips after scaling, so validate_dense accepts it
+    and the box is exactly the stored image."""
+    root = write_voc(tmp_path, monkeypatch)
+    base = root / "VOCdevkit" / "VOC2007"
+    write_png(base / "JPEGImages" / "000005.jpg", flat_image(299, 500, 0), fmt="JPEG")
+    (base / "Annotations" / "000005.xml").write_text(voc_xml([("chair", (1, 1, 500, 299), 0)], size=(500, 299)))
+    fake_spec(monkeypatch, "voc", height=300, width=300, train_size=3, test_size=2)
+    assert (np.float32(299) * (300 / 299)).item() > 300  # the float32 overshoot this test is about
+    tx, ty, _, sy = load_dense_real("voc", root)
+    assert tx.shape == (3, 3, 300, 300)
+    assert ty[0, 0].tolist() == [0.0, 0.0, 300.0, 300.0, VOC_CLASSES.index("chair"), 0.0]
+    assert float(ty[..., :4].max()) <= 300 and float(sy[..., :4].max()) <= 300
+
+
 def test_voc_subset_equals_subsampling_with_the_splits_box_count(tmp_path, monkeypatch):
     root = write_voc(tmp_path, monkeypatch)
     full = load_dense_real("voc", root)

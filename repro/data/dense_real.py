@@ -402,8 +402,10 @@ def _decode_detection(split: DetSplit, idx: np.ndarray, spec: DatasetSpec, fix: 
         j = int(idx[i])
         x[i], (w0, h0) = _read_image(split.images[j], (h, w), fix)
         b = split.boxes[j].copy()
-        b[:, [0, 2]] = b[:, [0, 2]].clip(0, w0) * (w / w0)  # clipped to the image, then scaled to the stored size
-        b[:, [1, 3]] = b[:, [1, 3]].clip(0, h0) * (h / h0)
+        # clipped to the image, scaled to the stored size, clipped again: float32 rounding can overshoot the side
+        # (a 299-px edge scaled to 300 is 300.0000305, which validate_dense would refuse; issue 22.9)
+        b[:, [0, 2]] = (b[:, [0, 2]].clip(0, w0) * (w / w0)).clip(0, w)
+        b[:, [1, 3]] = (b[:, [1, 3]].clip(0, h0) * (h / h0)).clip(0, h)
         if len(b) and ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
             raise DataError(split.images[j], f"a box of its annotation lies outside the {w0}x{h0} image", fix)
         y[i, : len(b)] = torch.from_numpy(b)
