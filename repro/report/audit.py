@@ -575,7 +575,7 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
           only: str | None = None) -> dict:
     """Every claim judged (or the claim `only`); plus protocol drift (stated hyper-parameters beside
     `paper_params`, the paper profile) and the paper-vs-code differences with their variants' measured effects."""
-    from repro.report.protocol import code_differences, protocol_drift
+    from repro.report.protocol import code_differences, protocol_drift, status_group
 
     ev = Evidence(params, paper_params)
     rows = []
@@ -604,7 +604,8 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
     if only is not None:
         return {"summary": summary, "claims": rows}
     drift = protocol_drift(registries, paper_params)
-    summary["protocol_drift"] = {s: sum(1 for d in drift if d["status"] == s) for s in ("matches", "differs")}
+    summary["protocol_drift"] = {s: sum(1 for d in drift if status_group(d["status"]) == s)
+                                 for s in ("matches", "differs", "rounding", "unstated")}
     return {"summary": summary, "claims": rows, "protocol_drift": drift,
             "code_differences": code_differences(registries, params, lambda e: ev.frame(e)[0])}
 

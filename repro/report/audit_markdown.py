@@ -101,12 +101,15 @@ def render_markdown(result: dict) -> str:
     drift = result.get("protocol_drift") or []
     if drift:
         lines += ["", "## Protocol drift", "",
-                  "Each hyper-parameter the paper states beside the `paper` profile's value (params.yaml).", "",
+                  "Each hyper-parameter the paper states beside the `paper` profile's value (params.yaml), compared "
+                  "once both are written alike (*ours* says how): `differs` rows, a different value, first; then "
+                  "`rounding` (a count rounded apart from ours) and `unstated` (a value the paper leaves open).", "",
                   "| paper | hyper-parameter | stated | ours | status |", "| --- | --- | --- | --- | --- |"]
         for d in drift:
-            status = d["status"] + (f" — {d['reason']}" if d.get("reason") and d["status"] == "differs" else "")
+            explained = d["status"] in ("differs", "rounding", "unstated")
+            status = d["status"] + (f" — {d['reason']}" if d.get("reason") and explained else "")
             lines.append(f"| {d['paper']} | {_md(d['name'])} | {_md(str(d['stated']))} | "
-                         f"{_md(str(d.get('ours', '')))} | {_md(status)} |")
+                         f"{_md(str(d.get('how') or d.get('ours', '')))} | {_md(status)} |")
     diffs = result.get("code_differences") or []
     if diffs:
         lines += ["", "## Paper vs official code", "", "| paper | what | paper says | code does | variant | effect |",
