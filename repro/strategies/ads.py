@@ -13,8 +13,13 @@ entropy, and `classifiers: 1` for the single-classifier baseline) and Table 2 (`
 min: which entropy the calibration weight uses; selection always uses Eq. 3's mean). Reading choices: each
 head is Linear(D, C) + sigmoid on the backbone feature (the paper names no architecture; the code's
 prototype heads are not described in the text); the task prediction is the mean of the two heads' scores.
-The official code's readings are options: `renormalise` (E(u) on scores renormalised to sum 1), `log2`,
-`epoch_steps: code` (train on L before AND after the agreement/discrepancy steps in every epoch).
+The official code's readings (fumengying19/AAAI21-ADS, branch `code`, utils/train_ADS.py; the variant `ads-code`)
+are options: `renormalise` (E(u) on scores renormalised to sum 1), `log2`, and `epoch_steps: code`: Alg. 1's
+steps 2 and 3 as the code's `train_conv` / `train_f` run them, in the same order as the paper's (train_init on L
+in epoch 0 only, then agreement -> discrepancy -> L every epoch): the calibration weight divided by 128 (the
+code's batch size, whatever the batch) and the batch mean taken, 1/128 of Eqs. 5 / 8; and a new SGD at every
+iteration (no momentum carried, the recipe's base rate never decayed, weight decay on the step's trainable
+subset). Classification only: the official code has no detection.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class ADSOptions(ScoreOptions):
     tau: float = spec(Float(0.0, 10.0), 0.1)  # Eqs. 4, 7
     renormalise: bool = spec(Bool(), False)  # code reading: E(u) on head scores renormalised to sum to 1
     log2: bool = spec(Bool(), False)  # code reading: log2 (the paper writes log)
-    epoch_steps: str = spec(Choice(("paper", "code")), "paper")  # code: train on L twice in every epoch
+    # code: steps 2-3 as train_ADS.py runs them (alignment terms x 1/128, a fresh SGD every iteration); same order
+    epoch_steps: str = spec(Choice(("paper", "code")), "paper")
     # detection (repro/strategies/ads_detection.py): the anchors per image that enter, and in how many of the
     # recipe's epochs the agreement / discrepancy passes run ("trained for 30 epochs"; None: every epoch)
     top_k: int = spec(Int(1), 1000)
@@ -71,6 +77,11 @@ def _trunk_params(model: Backbone):
 
 PHASE_DRIVERS = {"labeled": "labeled", "agreement": "unlabeled", "discrepancy": "unlabeled+labeled"}
 
+# `epoch_steps: code`: train_ADS.py divides the calibration weight by 128 (its batch size, cfg.TRAIN.BATCH, written
+# as a constant: it stays 128 for a smaller batch) before the batch mean: (w / 128) / n per example, w / n^2 at
+# batch 128, where Eqs. 5 / 8 with Eqs. 4 / 7 give w / n.
+CODE_WEIGHT_DIVISOR = 128
+
 
 def selection_entropy(opts: ADSOptions, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     """E(u) of Eq. 3 (the mean over the two heads) for sample selection."""
@@ -85,10 +96,11 @@ class ADSHook(TrainingHook):
         self.uses_unlabeled = opts.classifiers == 2
 
     def epoch_phases(self, epoch: int) -> tuple[str, ...]:
-        """Alg. 1: L once before the first epoch, then agreement -> discrepancy (+ L) -> L every epoch."""
+        """Alg. 1: L once before the first epoch, then agreement -> discrepancy (+ L) -> L every epoch (the
+        official code's order too: train_init in epoch 0 only, then train_conv, train_f, train_init)."""
         if self.o.classifiers == 1:
             return ("labeled",)
-        if epoch == 0 or self.o.epoch_steps == "code":
+        if epoch == 0:
             return ("labeled", "agreement", "discrepancy", "labeled")
         return ("agreement", "discrepancy", "labeled")
 
@@ -96,8 +108,21 @@ class ADSHook(TrainingHook):
         return PHASE_DRIVERS[phase]
 
     def setup(self, ctx: TrainContext) -> None:
-        self.feat_opt = ctx.make_optimizer(_trunk_params(ctx.model))
-        self.cls_opt = ctx.make_optimizer(ctx.model.head.parameters())
+        fresh = {}
+        if self.o.epoch_steps == "code":
+            # the code builds a new SGD(lr=cfg.TRAIN.LR, momentum=0.9, weight_decay=5e-4) on the step's trainable
+            # parameters at every iteration: its momentum buffer starts as the first gradient, so each update is
+            # -lr (g + wd p), and the fresh MultiStepLR never reaches its milestone: plain SGD at the base rate
+            fresh = {"kind": "sgd", "lr": ctx.recipe.lr, "schedule": "constant", "momentum": 0.0, "nesterov": False}
+        self.feat_opt = ctx.make_optimizer(_trunk_params(ctx.model), **fresh)
+        self.cls_opt = ctx.make_optimizer(ctx.model.head.parameters(), **fresh)
+
+    def alignment_loss(self, w: torch.Tensor, per_example: torch.Tensor) -> torch.Tensor:
+        """The weighted agreement / discrepancy term: sum_u w L' (Eqs. 5, 8; w carries the 1/n), or, with
+        `epoch_steps: code`, torch.mean((n w / 128).detach() * L'), 1/128 of it at any batch size."""
+        if self.o.epoch_steps == "code":
+            return torch.mean((w * per_example.shape[0] / CODE_WEIGHT_DIVISOR).detach() * per_example)
+        return (w * per_example).sum()
 
     def weight_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         """E(u) inside the calibration weights (Eqs. 4, 7): mean (Eq. 3), max or min over heads (Table 2)."""
@@ -124,7 +149,7 @@ class ADSHook(TrainingHook):
                 w = torch.full((n,), 1.0 / n, device=s1.device)
             else:
                 w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[0]
-            loss = (w * losses.ads_agreement_loss(s1, s2)).sum()
+            loss = self.alignment_loss(w, losses.ads_agreement_loss(s1, s2))
             opt = self.feat_opt
         else:  # discrepancy: fix g; update f1, f2 to disagree on U while fitting L (Eqs. 6-8 + Eq. 1)
             with torch.no_grad(), ctx.autocast():
@@ -137,7 +162,7 @@ class ADSHook(TrainingHook):
                 w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[1]
             else:
                 w = torch.full((n,), 1.0 / n, device=s1.device)
-            loss = (w * losses.ads_discrepancy_loss(s1, s2)).sum() + self._bce(model, fl, y)
+            loss = self.alignment_loss(w, losses.ads_discrepancy_loss(s1, s2)) + self._bce(model, fl, y)
             opt = self.cls_opt
         return ctx.step(opt, loss)
 
