@@ -9,7 +9,8 @@ passes of f_j - f_k per step, channels-last inputs, batch norm folded into its c
 examples of the whole pool per batch. DeepFool iterates, so per-step rounding compounds (rtol 1e-3); the
 flipped sets and the picks are equal. An example that never flips (DeepFool oscillating, as on a LeNet that
 barely trained) has a rounding-sensitive norm after max_iter steps, so the models here are ones where
-DeepFool converges.
+DeepFool converges. DFAL's code reading (issue 22.3) is held to the per-example cleverhans DeepFool of
+tests/test_dfal_code.py on raw pixels, re-run at twice the iterations until `budget` flip, as DAL's code does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from repro.strategies import QueryContext, build_strategy
 from repro.strategies.dfal import DFALOptions, deepfool
 from repro.strategies.egl import EGLOptions, _param_set, per_class_sq_norms
 from repro.train import fit
+
+from .test_dfal_code import cleverhans_deepfool
 
 RTOL = 1e-4  # fp32 sums in another order
 RTOL_DEEPFOOL = 1e-3  # the same, compounded over up to 40 DeepFool steps (seen: 1.2e-4)
@@ -133,33 +136,39 @@ def _reference_deepfool(f, x0, max_iter=50, overshoot=0.02, clip=None, state=Non
 def _reference_dfal_scores(ctx: QueryContext, candidates: np.ndarray, o: DFALOptions):
     """(scores, flipped mask)."""
     model = ctx.model.eval()
-    mean, std = ctx.augmenter.mean, ctx.augmenter.std
-    clip = None
     if o.variant == "code":
-        shape = (1, -1, 1, 1)
-        clip = ((0 - mean) / std).view(shape), ((1 - mean) / std).view(shape)
+        return _reference_dfal_code_scores(ctx, candidates, o)
 
     def f(x):
         return model(x).logits
 
-    first_iters = o.max_iter if o.variant == "paper" else 10
-    norms, conv, states = [], [], []
+    norms, conv = [], []
     for chunk in torch.as_tensor(candidates).split(o.batch_size):
         x0 = ctx.augmenter.eval(ctx.data.train_x[chunk])
-        nrm, cv, st = _reference_deepfool(f, x0, first_iters, o.overshoot, clip)
+        nrm, cv, _ = _reference_deepfool(f, x0, o.max_iter, o.overshoot)
         norms.append(nrm)
         conv.append(cv)
-        states.append((x0, st))
-    norms_t, conv_t = torch.cat(norms), torch.cat(conv)
-    if o.variant == "paper":
-        return -norms_t, conv_t
-    total = first_iters
-    while int(conv_t.sum()) < ctx.budget and total < first_iters * 2**o.max_doublings:
-        results = [_reference_deepfool(f, x0, total, o.overshoot, clip, st) for x0, st in states]
-        total *= 2
-        norms_t = torch.cat([r[0] for r in results])
-        conv_t = torch.cat([r[1] for r in results])
-    return torch.where(conv_t, -norms_t, torch.full_like(norms_t, float("-inf"))), conv_t
+    return -torch.cat(norms), torch.cat(conv)
+
+
+def _reference_dfal_code_scores(ctx: QueryContext, candidates: np.ndarray, o: DFALOptions):
+    """DAL's AdversarialSampling.query around cleverhans' DeepFool, one example at a time: raw [0, 1] pixels,
+    10 iterations, a fresh run at twice as many until `budget` flip (at most max_doublings), -norm for the
+    flipped, -inf for the rest."""
+    model = ctx.model.eval()
+    shape = (1, -1, 1, 1)
+    mean, std = ctx.augmenter.mean.view(shape), ctx.augmenter.std.view(shape)
+    x = ctx.data.train_x[torch.as_tensor(candidates)].float() / 255.0
+
+    def f(z):
+        return model((z - mean) / std).logits.float()
+
+    iters = 10
+    norms, flipped = cleverhans_deepfool(f, x, iters, o.overshoot)
+    while int(flipped.sum()) < ctx.budget and iters < 10 * 2**o.max_doublings:
+        iters *= 2
+        norms, flipped = cleverhans_deepfool(f, x, iters, o.overshoot)
+    return torch.where(flipped, -norms, torch.full_like(norms, float("-inf"))), flipped
 
 
 # --- small models, briefly trained (distinct scores), batch-norm statistics from training --------------

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from repro.data.augment import Augmenter
 from repro.schema import Choice, Float, Int, spec
 from repro.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 
@@ -21,8 +22,9 @@ class DFALOptions(ScoreOptions):
     overshoot: float = spec(Float(0.0, 1.0), 0.02)
     max_iter: int = spec(Int(1, 10_000), 50)
     # 'paper': DeepFool with max_iter iterations, every candidate ranked by its perturbation norm.
-    # 'code': the DAL reference's cleverhans call: 10 iterations, doubled until at least `budget` points flip,
-    # inputs clipped to [0, 1] pixels, unflipped points ranked last.
+    # 'code': the DAL reference's cleverhans call (`deepfool`, reading "code"): on raw [0, 1] pixels, 10
+    # iterations doubled until at least `budget` points flip, ranked by ||clip(x + 1.02 r) - x||, the points
+    # whose clip(x + 1.02 r) keeps its class ranked last.
     variant: str = spec(Choice(("paper", "code")), "paper")
     batch_size: int = spec(Int(1, 1_000_000), 256)  # examples per forward (the unconverged of the whole pool)
     # 'code' only: at most this many doublings of the iterations (the reference doubles without a cap; the
@@ -78,12 +80,28 @@ def _boundary_normals(logits: torch.Tensor, x: torch.Tensor, k: torch.Tensor) ->
 
 def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_iter: int = 50,
              overshoot: float = 0.02, clip: tuple[torch.Tensor, torch.Tensor] | None = None,
-             state: dict | None = None, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Batched multi-class DeepFool (Moosavi-Dezfooli et al. 2016, Alg. 2: r += (|f'_l| / ||w'_l|| + 1e-4)
-    w'_l / ||w'_l||, l = argmin_k |f'_k| / ||w'_k||, f'_k = f_k - f_k0, w'_k = grad f'_k) on a model
-    f: x -> logits whose examples are independent (eval mode). Returns (||(1 + overshoot) r||_2 per example, converged mask, state); pass `state` back to
-    continue iterating. `clip` = (low, high) bounds on the perturbed input; `batch_size`: examples per forward
-    (each iteration runs the still unflipped examples of all x0)."""
+             state: dict | None = None, batch_size: int | None = None,
+             reading: str = "paper") -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Batched multi-class DeepFool on a model f: x -> logits whose examples are independent (eval mode); each
+    example stops as soon as its prediction flips. Returns (norms, flipped mask, state); pass `state` back to
+    continue iterating (the same as one longer run). `clip` = (low, high) bounds on the perturbed input;
+    `batch_size`: examples per forward (each iteration runs the still unflipped examples of all x0).
+
+    reading "paper" (Moosavi-Dezfooli et al. 2016, Alg. 2): r += (|f'_l| / ||w'_l|| + 1e-4) w'_l / ||w'_l||,
+    l = argmin_k |f'_k| / ||w'_k||, f'_k = f_k - f_k0, w'_k = grad f'_k, evaluated at x0 + (1 + overshoot) r
+    (clipped); norms ||(1 + overshoot) r||_2; flipped: the prediction changed within max_iter steps.
+
+    reading "code" (cleverhans v2.1.0 `deepfool_attack`,
+    cleverhans-lab/cleverhans@4488d36:cleverhans/attacks_tf.py:1286-1365, as
+    dsgissin/DiscriminativeActiveLearning@625e9a1:query_methods.py:207-242 calls and ranks it):
+    r += (|f'_l| + 1e-5) / ||w'_l|| w'_l / ||w'_l||, l the argmin of (|f'_k| + 1e-5) / ||w'_k||, evaluated
+    and tested for the flip at clip(x0 + r); the overshoot is applied once, at the end: norms
+    ||clip(x0 + (1 + overshoot) r) - x0||_2, flipped: f's class on clip(x0 + (1 + overshoot) r) differs from
+    x0's (one more forward of every example)."""
+    if reading not in ("paper", "code"):
+        raise ValueError(f"deepfool reading must be 'paper' or 'code', got {reading!r}")
+    code = reading == "code"
+    scale = 1.0 if code else 1 + overshoot  # the multiple of r the iterations see
     batch = batch_size or max(1, x0.shape[0])
     if state is None:
         with torch.no_grad():
@@ -92,8 +110,8 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_it
     r, k0 = state["r"], state["k0"]
     active = state.get("active", torch.arange(x0.shape[0], device=x0.device))
 
-    def perturbed(idx):
-        x = x0[idx] + (1 + overshoot) * r[idx]
+    def perturbed(idx, scale=scale):
+        x = x0[idx] + scale * r[idx]
         return torch.maximum(torch.minimum(x, clip[1]), clip[0]) if clip is not None else x
 
     for it in range(max_iter + 1):  # each example stops as soon as its own prediction flips
@@ -123,16 +141,25 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, max_it
             ar = torch.arange(keep.numel(), device=x0.device)
             fdiff = logits - logits[ar, k][:, None]
             wnorm = w.norm(dim=2).clamp_min(1e-12)
-            pert = fdiff.abs() / wnorm
+            pert = (fdiff.abs() + 1e-5) / wnorm if code else fdiff.abs() / wnorm
             pert[ar, k] = float("inf")
             nearest = pert.argmin(1)
-            step = ((pert[ar, nearest] + 1e-4) / wnorm[ar, nearest])[:, None] * w[ar, nearest]
+            dist = pert[ar, nearest] if code else pert[ar, nearest] + 1e-4
+            step = (dist / wnorm[ar, nearest])[:, None] * w[ar, nearest]
             r[idx[keep]] += step.view(keep.numel(), *r.shape[1:])
         active = torch.cat(kept)
         if last:
             break
         state["iters"] += 1
     state["r"], state["active"] = r, active
+    if code:  # DAL's ranking: the final, overshot and clipped image, its norm and its class
+        norms, flips = [], []
+        with torch.no_grad():
+            for idx in torch.arange(x0.shape[0], device=x0.device).split(batch):
+                x = perturbed(idx, 1 + overshoot)
+                norms.append((x - x0[idx]).flatten(1).norm(dim=1))
+                flips.append(f(x).argmax(1) != k0[idx])
+        return torch.cat(norms), torch.cat(flips), state
     converged = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
     converged[active] = False
     norms = ((1 + overshoot) * r).flatten(1).norm(dim=1)
@@ -148,30 +175,40 @@ class DFALStrategy(ScoreStrategy):
     quick_options = {"max_iter": 15}
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        """DFAL (Ducoffe & Precioso 2018): rank by ||r(x)||_2, r the DeepFool perturbation (Moosavi-Dezfooli et
-        al. 2016, Alg. 2), smallest first."""
+        """DFAL (Ducoffe & Precioso 2018): rank by ||r(x)||_2, r the DeepFool perturbation
+        (Moosavi-Dezfooli et al. 2016, Alg. 2), smallest first; variant code: DAL's ranking by
+        ||clip(x + 1.02 r) - x||_2 in raw pixels around cleverhans' DeepFool (`deepfool`, reading "code"),
+        the examples it leaves unflipped last."""
         model, o = ctx.model.eval(), self.options
-        mean, std = ctx.augmenter.mean, ctx.augmenter.std
-        clip = None
-        if o.variant == "code":  # [0, 1] in raw pixels, in the model's normalised input space
-            shape = (1, -1, 1, 1)
-            clip = ((0 - mean) / std).view(shape), ((1 - mean) / std).view(shape)
+        code = o.variant == "code"
+        raw = ctx.data.train_x[torch.as_tensor(candidates, device=ctx.data.train_x.device)]
+        x0, clip, normalise = ctx.augmenter.eval(raw), None, False
+        if code:  # DAL's models read raw [0, 1] pixels: DeepFool steps, clips and measures there
+            shape = (1, -1) + (1,) * (x0.dim() - 2)
+            mean, std = ctx.augmenter.mean.view(shape), ctx.augmenter.std.view(shape)
+            unit = Augmenter((), (0.0,) * mean.numel(), (1.0,) * mean.numel(), raw.device)
+            x0, clip = unit.eval(raw), (torch.zeros_like(mean), torch.ones_like(mean))
+            normalise = bool((mean != 0).any() or (std != 1).any())  # inside f (MNIST's is the identity)
 
         def f(x):
+            if normalise:
+                x = (x - mean) / std
             if x.dim() == 4:  # oneDNN's convolutions are several times faster on few channels in this layout
                 x = x.contiguous(memory_format=torch.channels_last)
             return model(x).logits
 
-        first_iters = o.max_iter if o.variant == "paper" else 10
-        x0 = ctx.augmenter.eval(ctx.data.train_x[torch.as_tensor(candidates, device=ctx.data.train_x.device)])
+        first_iters = 10 if code else o.max_iter
         model = fold_batchnorm(model)
         with affine_batchnorm(model):  # those left unfolded
-            norms, conv, state = deepfool(f, x0, first_iters, o.overshoot, clip, batch_size=o.batch_size)
-            if o.variant == "paper":
+            norms, conv, state = deepfool(f, x0, first_iters, o.overshoot, clip, batch_size=o.batch_size,
+                                          reading=o.variant)
+            if not code:
                 return -norms
-            # cleverhans-style: twice the iterations until at least `budget` examples flip (at most max_doublings)
+            # DAL: twice the iterations (a fresh run from x0, the same as continuing) until at least `budget`
+            # examples flip (at most max_doublings)
             total = first_iters
             while int(conv.sum()) < ctx.budget and total < first_iters * 2**o.max_doublings:
-                norms, conv, state = deepfool(f, x0, total, o.overshoot, clip, state, o.batch_size)  # 2x total
+                norms, conv, state = deepfool(f, x0, total, o.overshoot, clip, state, o.batch_size,
+                                              reading=o.variant)  # 2x total
                 total *= 2
         return torch.where(conv, -norms, torch.full_like(norms, float("-inf")))
