@@ -372,6 +372,7 @@ def build_task_model(exp, data: ImageData, init_seed: int, data_dir: str | Path 
         from repro.models.weights import load_pretrained_backbone
 
         load_pretrained_backbone(model, exp.backbone, data_dir)
+        model.pretrained_from = (exp.backbone, str(data_dir))  # `rebuild_model` (committee members) loads it too
     return model
 
 

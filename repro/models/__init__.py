@@ -48,11 +48,21 @@ def build_model(
 
 def rebuild_model(model: nn.Module) -> nn.Module:
     """A fresh model of the same architecture as one `build_model` built (initialised from the global torch
-    seed), e.g. a committee member; a method's `adapt_model` changes are not repeated."""
+    seed), e.g. a committee member; a method's `adapt_model` changes are not repeated. Where the model's backbone
+    was loaded from pinned weights (`pretrained_from`, set by `loop.build_task_model`), so is the new one's: only
+    what the file leaves out (e.g. DRNSeg's head) is freshly drawn."""
     args = getattr(model, "build_args", None)
     if args is None:
         raise ValueError("rebuild_model: the model was not built by build_model")
-    return build_model(*args)
+    new = build_model(*args)
+    pretrained = getattr(model, "pretrained_from", None)
+    if pretrained is not None:
+        from repro.models.weights import load_pretrained_backbone
+
+        backbone, data_dir = pretrained
+        load_pretrained_backbone(new, backbone, data_dir)
+        new.pretrained_from = pretrained
+    return new
 
 
 __all__ = ["BACKBONES", "Backbone", "ModelOutput", "build_model", "count_parameters", "final_linear", "rebuild_model"]

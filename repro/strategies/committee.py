@@ -1,7 +1,8 @@
 """Committee methods on segmentation: Query-By-Committee (Kuo et al. 2018, as MCDAL Fig. 6 cites it [29]) and
 Suggestive Annotation (Yang et al. 2017; DAAL Fig. 3's "SA").
 
-Both train a committee of task-model copies beside the task model, in the same steps (the hook's modules):
+Both train a committee of task-model copies beside the task model, in the same steps (the hook's modules); every
+copy starts as the task model does (with `pretrained`, from the same pinned ImageNet body), with its own random head:
 - `qbc`: the task model plus `members - 1` copies from their own initialisations, every one on the task model's
   labeled batches; a pixel's disagreement is the generalised Jensen-Shannon divergence of the members' class
   distributions (Kuo et al.'s JS-divergence heatmap), reduced per image by the mean over pixels (Kuo et al. sum
@@ -44,7 +45,8 @@ class CommitteeHook(TrainingHook):
         self.extra, self.bootstrap = extra, bootstrap
 
     def build_modules(self, model: nn.Module, spec) -> dict[str, nn.Module]:
-        # fresh copies, initialised from the global generator `fit` seeded (each member its own draw)
+        # fresh copies, initialised as the task model was (its pinned pretrained backbone, if any) and otherwise
+        # from the global generator `fit` seeded (each member its own draw: head, and body when not pretrained)
         return {"members": nn.ModuleList(rebuild_model(model) for _ in range(self.extra))}
 
     def setup(self, ctx: TrainContext) -> None:
