@@ -11,10 +11,18 @@ Inputs of any size are resized to the VAE's 32x32 (VAAL issues #5, #21).
 DAAL's variants (DAAL Sec. 4.5, Fig. 4): `features: task` ("VAAL + TF": the VAE encodes the task model's
 penultimate features instead of images, an MLP VAE of ours, see nets/vae.py `FeatureVAE`) and `subset:
 10000` ("VAAL + RSS": LL4AL's random subset of 10,000 unlabeled examples scored at each query).
+
+Scoring: the default scores in eval mode (BatchNorm's running statistics, each score depends on its example
+only). The official sampler never calls `.eval()` (sinhasam/vaal@67263f3:solver.py:50 sets train mode,
+sampler.py:18-20 scores), so its BatchNorm normalises by each shuffled unlabeled batch of 128
+(main.py:98-100, arguments.py:8): `scoring: batch` (the variant `vaal-code`) does that, leaving the running
+statistics untouched (the official updates them, but main.py:94 builds a new VAE every split, so they are
+never read).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +37,7 @@ from repro.train import TrainContext, TrainingHook, eval_mode
 
 ADAM_LR = 5e-4  # VAE and discriminator (VAAL and SRAAL codes)
 FEATURES = ("image", "task")
+SCORING = ("eval", "batch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +51,30 @@ class VAALOptions(ScoreOptions):
     kl_reduction: str = spec(Choice(vae_losses.KL_REDUCTIONS), "sum")
     features: str = spec(Choice(FEATURES), "image")  # "task": DAAL's VAAL + TF
     vae_width: float = spec(Float(0.0, 16.0, lo_open=True), 1.0)  # VAE widths x this (1 = the paper's)
+    # "batch": the official sampler's train-mode BatchNorm, statistics of seeded random batches of
+    # `score_batch_size` (VAAL's 128), running statistics untouched; "eval": running statistics (pointwise)
+    scoring: str = spec(Choice(SCORING), "eval")
+    score_batch_size: int = spec(Int(1, 1 << 20), 128)
+
+
+@contextlib.contextmanager
+def batch_statistics(*modules: nn.Module):
+    """Modules in train mode inside, every BatchNorm normalising by the batch's own statistics without
+    updating its running statistics (track_running_stats off); modes and flags restored after."""
+    saved = [(m, m.training) for mod in modules for m in mod.modules()]
+    norms = [m for m, _ in saved if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracked = [m.track_running_stats for m in norms]
+    for mod in modules:
+        mod.train()
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(norms, tracked):
+            m.track_running_stats = flag
+        for m, mode in saved:
+            m.training = mode
 
 
 def task_outputs(ctx: TrainContext, x: torch.Tensor):
@@ -164,12 +197,35 @@ def latent_means(ctx: QueryContext, vae: nn.Module, indices: np.ndarray, feature
 
 
 @torch.no_grad()
-def discriminator_probability(ctx: QueryContext, name: str, indices: np.ndarray, features: str = "image"):
-    """D(mu(x)) in (0, 1) for each index, from the trained modules in ctx.state."""
+def batch_mode_probability(ctx: QueryContext, vae: nn.Module, disc: nn.Module, indices: np.ndarray,
+                           features: str, batch_size: int) -> torch.Tensor:
+    """D(mu(x)) as the official samplers compute it: VAE and D in train mode (BatchNorm on batch statistics,
+    running statistics untouched), over batches of `batch_size` in a seeded random order (their
+    SubsetRandomSampler), returned in the order of `indices`."""
+    n = len(indices)
+    device = ctx.data.train_x.device
+    order = torch.randperm(n, generator=ctx.generator("vaal-score-batches"), device=device)
+    inputs = ctx.embeddings(indices) if features == "task" else None
+    idx = torch.as_tensor(indices, device=device)
+    out = torch.zeros(n, device=device)
+    with batch_statistics(vae, disc):
+        for b in order.split(batch_size):
+            x = inputs[b] if inputs is not None else ctx.augmenter.eval(ctx.data.train_x[idx[b]])
+            out[b] = disc(vae.encode(x)[0].float()).float()
+    return out
+
+
+@torch.no_grad()
+def discriminator_probability(ctx: QueryContext, name: str, indices: np.ndarray, features: str = "image",
+                              scoring: str = "eval", batch_size: int = 128):
+    """D(mu(x)) in (0, 1) for each index, from the trained modules in ctx.state (`scoring`: eval mode, or
+    "batch": the official samplers' train-mode batch statistics)."""
     if "vae" not in ctx.state or "discriminator" not in ctx.state:
         raise RuntimeError(f"{name}: query without a trained VAE and discriminator (ctx.state comes from fit "
                            "with the strategy's training hook)")
     disc = ctx.state["discriminator"]
+    if scoring == "batch":
+        return batch_mode_probability(ctx, ctx.state["vae"], disc, indices, features, batch_size)
     with eval_mode(disc):
         return disc(latent_means(ctx, ctx.state["vae"], indices, features))
 
@@ -181,7 +237,7 @@ class VAALStrategy(ScoreStrategy):
 
     tasks = ("classification", "segmentation")
     Options = VAALOptions
-    pointwise = True  # eval-mode encoder and discriminator: each score depends on its example only
+    pointwise = True  # the default (eval-mode) scoring; `scoring: batch` (vaal-code) depends on the batch
     quick_options = {"vae_width": 0.0625}
     code = ("losses/vae.py", "nets/vae.py")
 
@@ -189,4 +245,5 @@ class VAALStrategy(ScoreStrategy):
         return VAALHook(self.options)
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        return -discriminator_probability(ctx, self.name, candidates, self.options.features)
+        o = self.options
+        return -discriminator_probability(ctx, self.name, candidates, o.features, o.scoring, o.score_batch_size)
