@@ -196,9 +196,7 @@ def _compare_curves(name: str, base: dict, cur: dict, checks: list, tests: list)
             checks.append(_check(f"{name} {pk}", "seeds", b, c, "changed"))
     for key in sorted(set(bs) | set(cs)):
         where = f"{name} {key[0]}/{key[1]}"
-        if key not in cs or key not in bs:
-            checks.append(_check(where, "series", "present" if key in bs else None, "present" if key in cs else None,
-                                 "missing in current" if key not in cs else "new (not in baseline)"))
+        if not _present_in_both(checks, where, "series", key in bs, key in cs):
             continue
         b, c = bs[key], cs[key]
         _compare_stages(where, b["stages"], c["stages"], checks)
@@ -208,6 +206,15 @@ def _compare_curves(name: str, base: dict, cur: dict, checks: list, tests: list)
         d = _paired_means(b["stages"], c["stages"], 100.0)
         tests.append(series_test(where, f"{name} {key[0]}", "metric", d, member=c["member"],
                            shift=_mean_shift(b["stages"], c["stages"], 100.0) if d is None else None))
+
+
+def _present_in_both(checks: list, where: str, what: str, in_base: bool, in_cur: bool) -> bool:
+    """True when both sides have it; else a check row: 'missing in current' (failing) or 'new (not in baseline)'."""
+    if in_base and in_cur:
+        return True
+    checks.append(_check(where, what, "present" if in_base else None, "present" if in_cur else None,
+                         "missing in current" if not in_cur else "new (not in baseline)"))
+    return False
 
 
 # --- tables and rankings --------------------------------------------------------------------------------------
@@ -222,10 +229,7 @@ def _compare_results_table(name: str, base: dict, cur: dict, checks: list, tests
     brows, crows = measured(base["rows"]), measured(cur.get("rows", []))
     for label in sorted(set(brows) | set(crows)):
         where = f"{name} {label}"
-        if label not in brows or label not in crows:
-            checks.append(_check(where, "row", "present" if label in brows else None,
-                                 "present" if label in crows else None,
-                                 "missing in current" if label not in crows else "new (not in baseline)"))
+        if not _present_in_both(checks, where, "row", label in brows, label in crows):
             continue
         b, c = brows[label], crows[label]
         _compare_stages(where, b, c, checks)
@@ -239,9 +243,7 @@ def _compare_pairs(name: str, base: dict, cur: dict, checks: list, tests: list) 
     cp = {(p["a"], p["b"]): p for p in cur.get("pairs", [])}
     for key in sorted(set(bp) | set(cp)):
         where = f"{name} rho({key[0]}, {key[1]})"
-        if key not in bp or key not in cp:
-            checks.append(_check(where, "pair", "present" if key in bp else None, "present" if key in cp else None,
-                                 "missing in current" if key not in cp else "new (not in baseline)"))
+        if not _present_in_both(checks, where, "pair", key in bp, key in cp):
             continue
         b, c = bp[key], cp[key]
         members = ((b.get("method_a"), b.get("method_b")), (c.get("method_a"), c.get("method_b")))
