@@ -41,7 +41,9 @@ def _run_settings(rec: dict) -> tuple[int | str, int | str]:
 def rerun_claim(params_path: str, profile: str | None, row: dict[str, Any]) -> int:
     """Re-run every run record behind `row` (an audit row) and print the certificate; 0 when all are identical,
     1 when one differs, 2 when there is nothing to re-run."""
+    from repro.config import load_params
     from repro.determinism import machine_class, machine_class_sha256
+    from repro.device import resolve_device
     from repro.records import git_commit
 
     records = [Path(p) for p in row.get("runs", []) if str(p).endswith(".json") and Path(p).is_file()]
@@ -54,7 +56,7 @@ def rerun_claim(params_path: str, profile: str | None, row: dict[str, Any]) -> i
         tmp = Path(tmp)
         print(f"certificate for {row['id']}: commit {git_commit().get('commit')}, {len(records)} record(s), "
               f"re-run in {tmp}")
-        now = machine_class(_device(raw, profile))
+        now = machine_class(resolve_device(load_params(params_path, profile).device))
         for path in records:
             old = json.loads(path.read_text())
             threads, group = _run_settings(old)
@@ -84,11 +86,3 @@ def rerun_claim(params_path: str, profile: str | None, row: dict[str, Any]) -> i
                   f"threads {threads}, group {group}; made at commit {str((prov_old.get('git') or {}).get('commit'))[:12]}")
     print(f"{len(records) - differs} of {len(records)} record(s) identical")
     return 1 if differs else 0
-
-
-def _device(raw: dict, profile: str | None):
-    import torch
-
-    want = ((raw.get("profiles") or {}).get(profile or raw.get("profile") or "smoke") or {}).get("device") \
-        or raw.get("device") or "cpu"
-    return torch.device("cuda" if want in ("cuda", "auto") and torch.cuda.is_available() else "cpu")

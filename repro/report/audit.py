@@ -26,6 +26,7 @@ import pandas as pd
 from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.audit_markdown import render_markdown  # noqa: F401  (re-exported: the audit's Markdown)
+from repro.report.claim_points import stage_of
 from repro.report.claims import CURVE_METRICS, NUMERIC_KINDS, load_registries
 from repro.report.runs import RecordError, check_pool_identity, load_records, stages_frame
 from repro.report.stats import (
@@ -390,17 +391,12 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
 def _stage_at(df: pd.DataFrame, e: dict, experiment: str) -> int:
     """The stage whose labeled amount is the one the claim states (never a stage index: smoke schedules differ)."""
     at = df.groupby("stage").agg(labeled=("labeled", "first"), fraction=("labeled_fraction", "first"))
-    if "labeled" in e:
-        hit = at.index[at.labeled == e["labeled"]]
-        want = f"{e['labeled']:,} labeled"
-    else:
-        f = float(e["labeled_fraction"])
-        hit = at.index[(at.fraction - f).abs() <= 0.01 * f + 1e-9]
-        want = f"{100 * f:g}% labeled"
-    if not len(hit):
+    hit = stage_of(list(at.labeled), list(at.fraction), e)
+    if hit is None:
+        want = f"{e['labeled']:,} labeled" if "labeled" in e else f"{100 * float(e['labeled_fraction']):g}% labeled"
         have = ", ".join(f"{r.labeled} ({100 * r.fraction:.3g}%)" for r in at.itertuples())
         raise NotComparable(f"{experiment} has no stage at {want} (its stages: {have})")
-    return int(hit[0])
+    return int(at.index[hit])
 
 
 def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:

@@ -15,7 +15,7 @@ def claim_points(registry: dict, drawn: set[tuple[str, str]], paper_params: Para
             continue
         exp = paper_params.experiment(e["experiment"])
         counts = exp.schedule.labeled_counts(exp.pool_size())
-        idx = stage_of(counts, exp.pool_size(), e)
+        idx = stage_of(counts, [n / exp.pool_size() for n in counts], e)
         if idx is None:
             continue
         to_percent = 1.0 if e.get("scale") == 100 else 100.0  # scale 100: the claim is already in %
@@ -26,12 +26,13 @@ def claim_points(registry: dict, drawn: set[tuple[str, str]], paper_params: Para
     return out
 
 
-def stage_of(counts, pool_size: int, evidence: dict) -> int | None:
-    """The stage index whose labeled amount is the evidence's (`labeled` exactly, or `labeled_fraction` of the
-    pool within 1% of itself), or None."""
+def stage_of(counts, fractions, evidence: dict) -> int | None:
+    """The position of the stage (labeled counts and fractions of the pool, in stage order) whose labeled amount
+    is the evidence's (`labeled` exactly, or `labeled_fraction` within 1% of itself), or None. The figures' claim
+    markers and the audit's numeric claims both read it."""
     if "labeled" in evidence:
         return next((i for i, n in enumerate(counts) if n == evidence["labeled"]), None)
     f = evidence.get("labeled_fraction")
     if f is None:
         return None
-    return next((i for i, n in enumerate(counts) if abs(n / pool_size - f) <= 0.01 * f + 1e-9), None)
+    return next((i for i, x in enumerate(fractions) if abs(x - f) <= 0.01 * f + 1e-9), None)

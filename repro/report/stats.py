@@ -42,12 +42,10 @@ def t_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Two-sided `level` t-interval for the mean of `d`: mean -/+ t_{(1+level)/2, n-1} * sd / sqrt(n).
     Degenerate (mean, mean) when every value is equal; (nan, nan) for fewer than 2 values."""
     d = np.asarray(d, dtype=float)
-    n = len(d)
-    if n < 2 or not np.isfinite(d).all():
+    if len(d) < 2 or not np.isfinite(d).all():
         return (math.nan, math.nan)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return (mean - half, mean + half)
+    lo, hi = Sample(d).interval((1 - level) / 2)
+    return (float(lo), float(hi))
 
 
 def bootstrap_interval(d: np.ndarray, level: float = 0.95, resamples: int = 10_000, seed: int = 0
