@@ -14,10 +14,8 @@ Every number carries the run records and commit it came from.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +24,18 @@ import pandas as pd
 from repro.config import Params
 from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.audit_markdown import render_markdown  # noqa: F401  (re-exported: the audit's Markdown)
-from repro.report.claim_points import stage_of
-from repro.report.claims import CURVE_METRICS, NUMERIC_KINDS, load_registries
-from repro.report.runs import RecordError, check_pool_identity, load_records, stages_frame
+from repro.report.claims import NUMERIC_KINDS, load_registries
+from repro.report.evidence import (
+    Evidence,
+    Judgement,
+    NotComparable,
+    gates_for,
+    members_of,
+    metric_column,
+    provenance_of,
+)
+from repro.report.numeric_claims import judge_numeric, numeric_tolerance
+from repro.report.runs import RecordError, load_records
 from repro.report.stats import (
     ALPHA,
     MIN_SEEDS,
@@ -44,23 +51,6 @@ from repro.report.stats import (
 )
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not comparable")
-
-
-class NotComparable(Exception):
-    pass
-
-
-@dataclass
-class Judgement:
-    outcome: str  # what the rule gives on this evidence: reproduced, contradicted or inconclusive
-    evidence: list[dict]
-    runs: list[str] = field(default_factory=list)
-    commits: list[str] = field(default_factory=list)
-    n_min: int = 0  # the fewest paired seeds behind any unit
-    exact: bool = False  # deterministic evidence (a parameter count): no seed rule
-    gates: list[str] = field(default_factory=list)  # reasons the evidence cannot carry a verdict
-    seeds_needed: dict | None = None
-    protocol: dict = field(default_factory=dict)
 
 
 def describe_rule(claim: dict) -> str:
@@ -97,124 +87,6 @@ def describe_rule(claim: dict) -> str:
     req = ("every unit (contradicted: one at alpha / k)" if claim["require"] == "every"
            else "more than half of the units, each at alpha / k (contradicted: at least half)")
     return f"{what}, at {req}; a unit = one of the {stages} x pair x experiment; on {metric}, over >= {MIN_SEEDS} paired seeds"
-
-
-def numeric_tolerance(claim: dict) -> float:
-    """tau, fixed before seeing data: the claim's `tolerance`, else max(1 point, the printed rounding) for
-    percentages and points, else the printed rounding (half the last printed digit)."""
-    if claim.get("tolerance") is not None:
-        return float(claim["tolerance"])
-    text = repr(float(claim["value"]))
-    decimals = len(text.split(".")[1].rstrip("0")) if "." in text else 0
-    rounding = 0.5 * 10 ** -decimals
-    unit = str(claim.get("unit", ""))
-    return max(1.0, rounding) if unit.startswith("%") or unit == "points" else rounding
-
-
-class Evidence:
-    """Run records per experiment, loaded once, checked against the current params; `paper_params` (the paper
-    profile) tells which dataset each experiment's claims are about."""
-
-    def __init__(self, params: Params, paper_params: Params | None = None):
-        self.params, self.paper_params, self.cache = params, paper_params, {}
-
-    def frame(self, experiment: str) -> tuple[pd.DataFrame, list[dict]]:
-        """One experiment's records, or a panel's: "a+b" joins experiments that share the initial pool per seed
-        (DAAL Fig. 4 draws VAAL, LL and DAAL from the Fig. 3 runs), each method taken from the one that runs it."""
-        if "+" in experiment and experiment not in self.cache:
-            parts = experiment.split("+")
-            frames = [self.frame(p) for p in parts]
-            records = self.records(parts)
-            owners = [m for df, _ in frames for m in df.method.unique()]
-            dup = sorted({m for m in owners if owners.count(m) > 1})
-            if dup:
-                raise NotComparable(f"{experiment}: method(s) {dup} run in more than one of {parts}")
-            self.cache[experiment] = (pd.concat([df for df, _ in frames], ignore_index=True), records)
-        if experiment not in self.cache:
-            if experiment not in dict(self.params.experiments):
-                raise NotComparable(f"no experiment {experiment!r} in params.yaml (not built yet)")
-            exp = self.params.experiment(experiment)
-            try:
-                records = load_records(self.params.results_dir, experiment, exp.methods, exp.seeds, self.params)
-            except RecordError as e:
-                raise NotComparable(str(e)) from None
-            self.cache[experiment] = (stages_frame(records), records)
-        return self.cache[experiment]
-
-    def records(self, experiments) -> list[dict]:
-        recs = [r for e in experiments for r in self.frame(e)[1]]
-        try:
-            check_pool_identity(recs, across_experiments=True)
-        except RecordError as e:
-            raise NotComparable(str(e)) from None
-        return recs
-
-    def stand_in(self, experiment: str) -> str | None:
-        """Why the experiment's data are not the claim's own dataset (a synthetic or derived stand-in, or another
-        dataset than the paper profile's), or None."""
-        from repro.data.specs import DATASETS
-
-        for part in experiment.split("+"):
-            if part not in dict(self.params.experiments):
-                continue
-            ds = self.params.experiment(part).dataset
-            spec = DATASETS.get(ds)
-            if spec is not None and spec.stand_in_for:
-                return f"{part} runs on {ds}, a stand-in for {spec.stand_in_for}"
-            if self.paper_params is not None and part in dict(self.paper_params.experiments):
-                own = self.paper_params.experiment(part)
-                if (own.dataset, own.classes) != (ds, self.params.experiment(part).classes):
-                    return f"{part} runs on {ds} ({self.params.experiment(part).classes or 'all'} classes), not the paper's {own.dataset}"
-        return None
-
-    def protocol(self, experiments) -> dict:
-        out = {"profile": self.params.profile}
-        for e in experiments:
-            for part in e.split("+"):
-                if part in dict(self.params.experiments):
-                    x = self.params.experiment(part)
-                    epochs = getattr(self.params.recipe(x.recipe), "epochs", None) if x.recipe else None
-                    out[part] = {"dataset": x.dataset, "train_size": x.train_size, "test_size": x.test_size,
-                                 "seeds": len(x.seeds), "recipe": x.recipe, "epochs": epochs}
-        return out
-
-
-def _provenance(records: list[dict]) -> tuple[list[str], list[str]]:
-    runs = [r["_path"] for r in records]
-    commits = [((r.get("provenance") or {}).get("git") or {}).get("commit") or "unknown" for r in records]
-    return runs, commits
-
-
-def _gates(ev: Evidence, experiments, records: list[dict]) -> list[str]:
-    """Reasons shared by every kind: a stand-in dataset, records from more than one commit."""
-    out = [why for e in dict.fromkeys(experiments) if (why := ev.stand_in(e))]
-    commits = sorted({c for c in _provenance(records)[1] if c != "unknown"})
-    if len(commits) > 1:
-        out.append(f"records from {len(commits)} commits ({', '.join(c[:8] for c in commits)}): re-run them at one")
-    return out
-
-
-def _members(name: str, df: pd.DataFrame, groups: dict) -> list[str]:
-    """A group's members present in `df` (never a member chosen on the data), or the method itself."""
-    if name in groups:
-        present = [m for m in groups[name] if (df.method == m).any()]
-        if not present:
-            raise NotComparable(f"no member of group {name} {groups[name]} was run")
-        return present
-    if not (df.method == name).any():
-        raise NotComparable(f"method {name!r} was not run")
-    return [name]
-
-
-def _check_metric(claim: dict, ev: Evidence, experiment: str) -> str:
-    metric = claim.get("metric", "accuracy")
-    if metric in CURVE_METRICS:
-        for part in experiment.split("+"):
-            have = ev.params.experiment(part).metric if part in dict(ev.params.experiments) else metric
-            if have != metric:
-                raise NotComparable(f"the claim reads {metric}; {part} measures {have}")
-        return "value"
-    return metric
 
 
 def _pair_stages(df: pd.DataFrame, a: str, b: str, column: str) -> dict[int, dict]:
@@ -289,11 +161,11 @@ def judge_comparisons(ev: Evidence, claim: dict, groups: dict) -> Judgement:
         records += ev.records(cmp["experiments"])
         for experiment in cmp["experiments"]:
             exps.append(experiment)
-            column = _check_metric(claim, ev, experiment)
+            column = metric_column(claim, ev, experiment)
             df, _ = ev.frame(experiment)
-            than = _members(cmp["than"], df, groups)
+            than = members_of(cmp["than"], df, groups)
             for better in cmp["better"]:
-                b = _members(better, df, groups)
+                b = members_of(better, df, groups)
                 mode = _mode(claim["kind"], better in groups, cmp["than"] in groups)
                 pairs = [(x, y) for x in b for y in than]
                 us, identity, g = _units_for_pairs(claim, df, pairs, mode, band, column,
@@ -313,10 +185,10 @@ def judge_parity(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     band = band_for("parity", claim["margin"])
     pairs = [(ref, m) for m in names if m != ref] if ref else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for experiment in claim["experiments"]:
-        column = _check_metric(claim, ev, experiment)
+        column = metric_column(claim, ev, experiment)
         df, _ = ev.frame(experiment)
         for a, b in pairs:
-            ma, mb = _members(a, df, groups), _members(b, df, groups)
+            ma, mb = members_of(a, df, groups), members_of(b, df, groups)
             mode = _mode("parity", a in groups, b in groups)
             us, identity, g = _units_for_pairs(claim, df, [(x, y) for x in ma for y in mb], mode, band, column,
                                                {"experiment": experiment, "a": a, "b": b})
@@ -331,8 +203,8 @@ def judge_parity(ev: Evidence, claim: dict, groups: dict) -> Judgement:
 def _finish(ev, claim, units, evidence, records, gates, experiments) -> Judgement:
     outcome = claim_outcome(units, claim.get("require", "every"))
     need = claim_seeds_needed(units, claim.get("require", "every")) if outcome == "inconclusive" else None
-    return Judgement(outcome, evidence, *_provenance(records), min(min(s.n for s in u.samples) for u in units),
-                     gates=gates + _gates(ev, experiments, records), seeds_needed=need,
+    return Judgement(outcome, evidence, *provenance_of(records), min(min(s.n for s in u.samples) for u in units),
+                     gates=gates + gates_for(ev, experiments, records), seeds_needed=need,
                      protocol=ev.protocol(experiments))
 
 
@@ -384,141 +256,8 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
         r["atanh_interval"] = unit_summary(unit)["interval"]
     runs = [str(Path(params.results_dir) / name / f"seed{s}.npz") for s in scores]
     need = claim_seeds_needed([unit]) if outcome == "inconclusive" else None
-    return Judgement(outcome, rows, runs, _provenance(records)[1], samples[0].n, gates=_gates(ev, [of], records),
+    return Judgement(outcome, rows, runs, provenance_of(records)[1], samples[0].n, gates=gates_for(ev, [of], records),
                      seeds_needed=need, protocol=ev.protocol([of]))
-
-
-def _stage_at(df: pd.DataFrame, e: dict, experiment: str) -> int:
-    """The stage whose labeled amount is the one the claim states (never a stage index: smoke schedules differ)."""
-    at = df.groupby("stage").agg(labeled=("labeled", "first"), fraction=("labeled_fraction", "first"))
-    hit = stage_of(list(at.labeled), list(at.fraction), e)
-    if hit is None:
-        want = f"{e['labeled']:,} labeled" if "labeled" in e else f"{100 * float(e['labeled_fraction']):g}% labeled"
-        have = ", ".join(f"{r.labeled} ({100 * r.fraction:.3g}%)" for r in at.itertuples())
-        raise NotComparable(f"{experiment} has no stage at {want} (its stages: {have})")
-    return int(at.index[hit])
-
-
-def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
-    """A stated number beside the suite's per-seed measurements at the claim's labeled amount, scaled to its unit:
-    the 90% interval of our mean (Welch with the paper's std and runs where stated) inside value +- tau."""
-    e = claim.get("evidence")
-    if not e:
-        why = " ".join(str(claim.get("note") or "").split())
-        raise NotComparable("no run of the suite measures it" + (f": {why}" if why else " yet"))
-    if "parameters" in e:
-        return judge_parameters(claim, e["parameters"], Path(ev.params.reports_dir) / "parameters.json")
-    if "table" in e:
-        return judge_table_ratio(ev.params, claim, e["table"])
-    df, records = ev.frame(e["experiment"])
-    metric = claim["setting"].get("metric")
-    if metric in CURVE_METRICS:
-        _check_metric({"metric": metric}, ev, e["experiment"])
-    names = [e["method"]] + ([e.get("minus") or e.get("over")] if (e.get("minus") or e.get("over")) else [])
-    for n in names:
-        if n in groups:
-            raise NotComparable(f"{n} is a group: a stated value of a group has no member chosen before the data")
-        if not (df.method == n).any():
-            raise NotComparable(f"method {n!r} was not run")
-    try:
-        stage = _stage_at(df, e, e["experiment"])
-    except NotComparable as err:  # say first when the data are a stand-in anyway
-        raise NotComparable("; ".join([*_gates(ev, [e["experiment"]], records), str(err)])) from None
-    at = df[df.stage == stage]
-    scale = e.get("scale", 1)
-    per = [at[at.method == m].set_index("seed") for m in names]
-    seeds = sorted(set(per[0].index).intersection(*[set(p.index) for p in per[1:]]))
-    a = per[0].loc[seeds, "value"].to_numpy(dtype=float) * scale
-    v, tau = float(claim["value"]), numeric_tolerance(claim)
-    gates = []
-    if len(names) == 1:
-        vals, low, high = a, v - tau, v + tau
-    else:
-        b = per[1].loc[seeds, "value"].to_numpy(dtype=float) * scale
-        same = [x == y for x, y in zip(per[0].loc[seeds, "labeled_sha256"], per[1].loc[seeds, "labeled_sha256"])]
-        if same and all(same) and stage > df.stage.min():
-            gates.append(f"the arms did not differ: {names[0]} and {names[1]} queried the same labeled sets in every seed")
-        if claim["kind"] == "difference":
-            vals, low, high = a - b, v - tau, v + tau
-        else:
-            if not (a > 0).all() or not (b > 0).all() or v - tau <= 0:
-                raise NotComparable("a ratio needs positive measurements and value - tolerance > 0")
-            vals, low, high = np.log(a / b), math.log(v - tau), math.log(v + tau)
-    if not len(vals) or not np.isfinite(vals).all():
-        raise NotComparable(f"no finite measurement at stage {stage} of {e['experiment']}")
-    extra_var, extra_df = 0.0, math.inf
-    if claim.get("std") is not None and claim.get("runs"):
-        sd = float(claim["std"]) / (v if claim["kind"] == "ratio" else 1.0)  # the delta method on the log scale
-        extra_var, extra_df = sd**2 / claim["runs"], max(claim["runs"] - 1, 1)
-    test = at.test_size.dropna()
-    floor = scale / float(test.min()) if len(test) and float(np.std(vals)) == 0 else 0.0
-    sample = Sample(vals, sd_floor=floor, extra_var=extra_var, extra_df=extra_df)
-    unit = Unit(Band(low, high, ALPHA, robust=True), [sample])
-    summary = unit_summary(unit)
-    mean = float(np.mean(vals))
-    row = {"experiment": e["experiment"], "method": names[0], "other": names[1] if len(names) > 1 else None,
-           "stage": stage, "labeled": int(at.labeled.iloc[0]), "measured_mean": mean if claim["kind"] != "ratio" else
-           float(np.exp(mean)), "measured_std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
-           "n": len(vals), "paper": v, "paper_std": claim.get("std"), "paper_runs": claim.get("runs"),
-           "unit": claim["unit"], "delta": (mean if claim["kind"] != "ratio" else float(np.exp(mean))) - v,
-           "tolerance": tau, "interval90": summary["interval"], "outcome": summary["outcome"],
-           "scale": "log" if claim["kind"] == "ratio" else "linear"}
-    used = [r for r in records if r["method"] in names]
-    need = claim_seeds_needed([unit]) if summary["outcome"] == "inconclusive" else None
-    return Judgement(summary["outcome"], [row], *_provenance(used), len(vals),
-                     gates=gates + _gates(ev, [e["experiment"]], used), seeds_needed=need,
-                     protocol=ev.protocol([e["experiment"]]))
-
-
-def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
-    """A stated time ratio against a sampling table artifact (reports/<artifact>.json). The papers timed GPUs:
-    a ratio measured on another kind of device is `not comparable` (shown with its value)."""
-    import json
-
-    path = Path(params.reports_dir) / f"{where['artifact']}.json"
-    if not path.is_file():
-        raise NotComparable(f"{path} is missing (run `python -m repro figure {where['artifact']}`)")
-    table = json.loads(path.read_text())
-    row = next((q for q in table["ratios"] if q["of"] == where["of"]), None)
-    if row is None or row["ours"] is None:
-        raise NotComparable(f"{path} has no time ratio of {where['of']}")
-    if table["device"] != "cuda":
-        raise NotComparable(f"the paper timed a GPU; {where['artifact']} was measured on {table['device']} "
-                            f"({where['of']} / {row['over']} = {row['ours']:.1f}x here vs {claim['value']}x in the paper)")
-    ok = abs(row["ours"] - claim["value"]) <= claim["tolerance"]
-    outcome = "reproduced" if ok else "contradicted"
-    ev_row = {"measured_ratio": row["ours"], "of": where["of"], "over": row["over"], "paper": claim["value"],
-              "delta": row["ours"] - claim["value"], "bound": claim["tolerance"], "outcome": outcome,
-              "device": table["device"]}
-    return Judgement(outcome, [ev_row], [str(path)], [((table.get("git") or {}).get("commit")) or "unknown"], 0,
-                     exact=True)
-
-
-_PARAMETER_ROWS: dict | None = None
-
-
-def judge_parameters(claim: dict, where: dict, table_json: Path | None = None) -> Judgement:
-    """A printed parameter count beside the count of the instantiated modules (`python -m repro params`): an
-    exact quantity, reproduced when |ours - printed| <= the claim's tolerance (half the printed unit), else
-    contradicted."""
-    global _PARAMETER_ROWS
-    if _PARAMETER_ROWS is None:
-        if table_json is not None and table_json.is_file():  # the `parameters` stage's output (no torch here)
-            table = json.loads(table_json.read_text())["rows"]
-        else:
-            from repro.params_table import rows
-
-            table = rows()
-        _PARAMETER_ROWS = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in table}
-    key = (where["method"], where["setting"], where["module"])
-    if key not in _PARAMETER_ROWS:
-        raise NotComparable(f"`python -m repro params` has no row {key}")
-    ours = _PARAMETER_ROWS[key]
-    bound = claim.get("tolerance") or 0.0
-    outcome = "reproduced" if abs(ours - claim["value"]) <= bound else "contradicted"
-    row = {"parameters": ours, "method": where["method"], "setting": where["setting"], "module": where["module"],
-           "paper": claim["value"], "delta": ours - claim["value"], "bound": bound, "outcome": outcome}
-    return Judgement(outcome, [row], ["python -m repro params"], [], 0, exact=True)
 
 
 JUDGES = {"value": judge_numeric, "difference": judge_numeric, "ratio": judge_numeric,
