@@ -41,7 +41,7 @@ def cmd_check(args) -> int:
     print(f"real datasets under {params.data_dir}/:")
     for name in REAL:
         present = real_dataset_present(name, Path(params.data_dir))
-        how = ("place it as data/README.md describes" if name in ("cityscapes", "bdd100k", "voc")
+        how = ("place it as data/README.md describes" if REAL[name].task != "classification"
                else f"python -m repro data download {name}")
         print(f"  {name:<11} {'present' if present else f'absent ({how})'}")
     return 0

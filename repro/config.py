@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from repro.recipe import Recipe  # noqa: F401  (the trainer's type; params.yaml `recipes` builds it)
+from repro.recipe import FRAME_CROPS, TASK_AUGMENTATIONS, Recipe  # noqa: F401  (Recipe: the trainer's type)
 from repro.schema import (
     Bool,
     Check,
@@ -321,6 +321,7 @@ def _cross_checks(params: Params) -> None:
         if exp.metric not in TASK_METRICS[full.task]:
             raise ConfigError(f"{key}.metric", exp.metric, f"{exp.dataset} is a {full.task} dataset: expected one of "
                               f"{list(TASK_METRICS[full.task])}")
+        _check_augment(f"recipes.{exp.recipe}.augment", recipes[exp.recipe].augment, full, key)
         if not exp.synthetic:
             for k, cap in (("train_size", full.train_size), ("test_size", full.test_size)):
                 v = getattr(exp, k)
@@ -335,6 +336,26 @@ def _cross_checks(params: Params) -> None:
                 f"recipes.{exp.recipe}.validation_fraction", rec.validation_fraction,
                 f"holds out no example of the {counts[0]} initially labeled in {key}",
             )
+
+
+def _check_augment(key: str, augment: tuple[str, ...], spec, used_by: str) -> None:
+    """The recipe's augmentations are defined for the dataset's targets; frames stored larger than the model's
+    input name how they are cropped (frame_crop: random, frame_center: fixed), and only one way."""
+    allowed = TASK_AUGMENTATIONS[spec.task]
+    bad = [a for a in augment if a not in allowed]
+    if bad:
+        raise ConfigError(key, list(augment), f"{bad} not defined for {spec.task} targets ({used_by} trains "
+                          f"{spec.name}); allowed: {list(allowed)}")
+    crops = [a for a in augment if a in FRAME_CROPS]
+    if len(crops) > 1:
+        raise ConfigError(key, list(augment), f"name one of {list(FRAME_CROPS)}, not both")
+    if "ssd" in augment and "flip" in augment:
+        raise ConfigError(key, list(augment), "ssd already flips: drop flip")
+    stored = spec.stored_shape[1:]
+    if spec.task == "segmentation" and stored != (spec.height, spec.width) and not crops:
+        raise ConfigError(key, list(augment), f"{spec.name} frames are stored at {stored[0]}x{stored[1]} and the "
+                          f"model takes {spec.height}x{spec.width} ({used_by}): add frame_crop (random) or "
+                          f"frame_center (fixed)")
 
 
 def _check_rankings(params: Params) -> None:

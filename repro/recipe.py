@@ -7,8 +7,16 @@ from dataclasses import dataclass
 from repro.schema import Bool, Choice, Float, Int, ListOf, Optional, spec
 
 # on-device augmentations (repro.data.augment), in the order they are applied; named here so params validate
-# without importing torch
-AUGMENTATIONS = ("crop224", "crop", "flip", "rotate")
+# without importing torch. frame_crop / frame_center: a random / the centre crop of a stored frame to the model's
+# input (segmentation frames held larger than the input).
+AUGMENTATIONS = ("crop224", "frame_crop", "frame_center", "crop", "flip", "rotate")
+# which a task's targets can follow (classification labels follow anything)
+TASK_AUGMENTATIONS = {
+    "classification": ("crop224", "crop", "flip", "rotate"),
+    "segmentation": ("frame_crop", "frame_center", "flip"),
+    "detection": ("flip",),
+}
+FRAME_CROPS = ("frame_crop", "frame_center")
 
 
 def _augmentations():

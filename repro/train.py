@@ -85,7 +85,7 @@ class NoAugment:
 def make_augmenter(data, recipe: Recipe, device) -> Augmenter | NoAugment:
     if isinstance(data, FeatureData):
         return NoAugment()
-    return Augmenter(recipe.augment, data.spec.mean, data.spec.std, device)
+    return Augmenter(recipe.augment, data.spec.mean, data.spec.std, device, (data.spec.height, data.spec.width))
 
 
 class BatchStream:

@@ -79,7 +79,7 @@ def write_cityscapes(tmp_path, monkeypatch, hw=(16, 32)):
             n = 10 * (split == "val") + k
             write_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", flat_image(32, 64, n))
             write_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", city_mask(n % 3))
-    fake_spec(monkeypatch, "cityscapes", height=hw[0], width=hw[1], train_size=3, test_size=2)
+    fake_spec(monkeypatch, "cityscapes", height=hw[0], width=hw[1], stored_size=None, train_size=3, test_size=2)
     return root
 
 
@@ -336,8 +336,8 @@ def test_missing_dense_data_names_the_expected_layout(tmp_path):
 
 def test_validate_dense_rejects_malformed_targets():
     spec = get_spec("synthetic-cityscapes")
-    x = torch.zeros(2, 3, spec.height, spec.width, dtype=torch.uint8)
-    y = torch.zeros(2, spec.height, spec.width, dtype=torch.uint8)
+    x = torch.zeros(2, *spec.stored_shape, dtype=torch.uint8)
+    y = torch.zeros(2, *spec.stored_shape[1:], dtype=torch.uint8)
     validate_dense((x, y, x, y), spec, "here", "fix")
     validate_dense((x, y, x, torch.full_like(y, IGNORE_INDEX)), spec, "here", "fix")
     y[1, 0, 0] = 19
@@ -378,8 +378,8 @@ def test_synthetic_dense_is_deterministic_and_ignores_the_global_rng(name):
 def test_synthetic_segmentation_classes_ignore_and_texture(name):
     spec = get_spec(name)
     tx, ty, sx, sy = make_synthetic_dense(spec, 300, 50)
-    assert tx.shape == (300, 3, spec.height, spec.width) and tx.dtype == torch.uint8
-    assert ty.shape == (300, spec.height, spec.width) and ty.dtype == torch.uint8 and sy.shape[0] == 50
+    assert tx.shape == (300, *spec.stored_shape) and tx.dtype == torch.uint8
+    assert ty.shape == (300, *spec.stored_shape[1:]) and ty.dtype == torch.uint8 and sy.shape[0] == 50
     counts = torch.bincount(ty.flatten().long(), minlength=256)
     assert (counts[: spec.num_classes] > 0).all()  # all 19 classes occur
     assert counts[spec.num_classes: IGNORE_INDEX].sum() == 0

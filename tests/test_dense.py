@@ -39,7 +39,8 @@ DET_METHODS = ["random", "coreset", "ll", "ads"]
 def seg_params(tmp_path, methods, **over):
     raw = tiny_params(tmp_path, methods=methods, dataset="synthetic-cityscapes", backbone="drn_d_22", metric="miou",
                       width=0.125, train_size=60, test_size=16, **over)
-    raw["recipes"]["tiny"].update(augment=["flip"], batch_size=8, eval_batch_size=16, epochs=1, milestones=[])
+    raw["recipes"]["tiny"].update(augment=["frame_crop", "flip"], batch_size=8, eval_batch_size=16, epochs=1,
+                                  milestones=[])
     raw["method_options"] = {"vaal": {"vae_width": 0.0625}, "sraal": {"vae_width": 0.0625}, "qbc": {"members": 2},
                              "sa": {"members": 2}, "mc-entropy": {"passes": 3}}
     return raw

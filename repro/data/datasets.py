@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.data.host_frames import hold
 from repro.data.real import load_real
 from repro.data.specs import DatasetSpec, get_spec
 from repro.data.synthetic import make_synthetic
@@ -54,7 +55,9 @@ class ImageData:
         return ImageData(self.spec, self.train_x[idx], self.train_y[idx], self.test_x, self.test_y)
 
     def to(self, device) -> ImageData:
-        return ImageData(self.spec, *(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
+        """On `device`; a host-resident spec's tensors stay in host memory, handed out per batch (HostFrames)."""
+        return ImageData(self.spec, *(hold(t, device, self.spec.host_resident)
+                                      for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
 
 
 def _digits():

@@ -426,16 +426,16 @@ def load_dense_real(name: str, root: Path, train_size: int | None = None, test_s
         raise KeyError(f"{name!r} is not a dense real dataset; allowed: {list(LISTERS)}")
     root = Path(root)
     spec = REAL[name]
-    train, test = LISTERS[name](root)
+    train, test = LISTERS[spec.root](root)
     tr = subset_indices(len(train.images), train_size, TRAIN_SALT)
     te = subset_indices(len(test.images), test_size, TEST_SALT)
     check_dense_memory(spec, len(tr), len(te))
-    fix = _fix(name, root)
+    fix = _fix(spec.root, root)
     if spec.task == "detection":
         parts = (*_decode_detection(train, tr, spec, fix, f"{name} train"),
                  *_decode_detection(test, te, spec, fix, f"{name} test"))
     else:
-        lut, valid, what = SEG_LABELS[name]
+        lut, valid, what = SEG_LABELS[spec.root]
         parts = (*_decode_segmentation(train, tr, spec, lut, valid, what, fix, f"{name} train"),
                  *_decode_segmentation(test, te, spec, lut, valid, what, fix, f"{name} test"))
     return validate_dense(parts, spec, root, fix, (len(tr), len(te)))

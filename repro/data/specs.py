@@ -13,6 +13,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # at RESIZE_SIZE x RESIZE_SIZE (shorter side resized, centre square) and cropped to CROP_SIZE on the device
 # (repro/data/augment.py, `crop224`; evaluation takes the centre crop).
 RESIZE_SIZE, CROP_SIZE = 256, 224
+CITYSCAPES_FRAME = (1024, 2048)  # (H, W) of every Cityscapes frame
 # DRN's Cityscapes statistics (fyu/drn info.json, REFERENCE.md section 10)
 CITYSCAPES_MEAN, CITYSCAPES_STD = (0.290101, 0.328081, 0.286964), (0.182954, 0.186566, 0.184475)
 # torchvision's ssd300_vgg16 transform: mean subtraction on the 0..255 scale, no division ((x/255 - m) / (1/255))
@@ -43,11 +44,20 @@ class DatasetSpec:
     # datasets are kept at 256 x 256 and cropped to 224 x 224 on the device. None: held at (height, width).
     stored_size: tuple[int, int] | None = None
     task: str = "classification"  # one of TASKS: what the targets are and how a model is scored
+    # the dataset whose files under data/ this one reads, stored differently (None: its own data/<name>/)
+    files_of: str | None = None
+    # held in host memory on a GPU run, batches gathered to the device per step (full-resolution frames)
+    host_resident: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the model's input."""
         return (self.channels, self.height, self.width)
+
+    @property
+    def root(self) -> str:
+        """The folder under data/ its files are read from."""
+        return self.files_of or self.name
 
     @property
     def stored_shape(self) -> tuple[int, int, int]:
@@ -70,9 +80,14 @@ REAL = {
     "inat2018": DatasetSpec("inat2018", 3, 224, 224, 8_142, 437_513, 24_426, IMAGENET_MEAN, IMAGENET_STD, True,
                             stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
     # Cityscapes fine: 2,975 train frames (MCDAL's pool); the 500 val frames are the test set (test labels are not
-    # public). Stored resized to 688 x 688 (VAAL / TOD's Scale(688, 688), REFERENCE.md section 10: no paper states one).
+    # public). Held at the native 1024 x 2048 in host memory; the model trains on 688 x 688 crops (fyu/drn's
+    # `segment.py` RandomCrop, docs/cityscapes.md) and is evaluated on full frames.
     "cityscapes": DatasetSpec("cityscapes", 3, 688, 688, 19, 2_975, 500, CITYSCAPES_MEAN, CITYSCAPES_STD, True,
-                              task="segmentation"),
+                              stored_size=CITYSCAPES_FRAME, task="segmentation", host_resident=True),
+    # the same files squashed to 688 x 688 (a third-party VAAL segmentation port's Scale(688, 688),
+    # Valkyrja3607/VAAL_Segmantation@5a75491; docs/cityscapes.md): an option, not the papers' protocol
+    "cityscapes-squashed": DatasetSpec("cityscapes-squashed", 3, 688, 688, 19, 2_975, 500, CITYSCAPES_MEAN,
+                                       CITYSCAPES_STD, True, task="segmentation", files_of="cityscapes"),
     # BDD100K 10K segmentation: 7,000 train / 1,000 val (MAL supp. Table 1), resized to 224 x 224 (MAL Sec. 4.2)
     "bdd100k": DatasetSpec("bdd100k", 3, 224, 224, 19, 7_000, 1_000, IMAGENET_MEAN, IMAGENET_STD, True,
                            task="segmentation"),
@@ -86,9 +101,13 @@ EMBEDDED = {
 }
 # Stand-ins are generated at the model's input size (no stored_size: synthetic-imagenet is held at 224 x 224, so
 # `crop224` is the identity on it and evaluation crops nothing).
-# Dense stand-ins are generated small (CPU smoke runs of DRN / SSD at reduced widths), keeping the aspect ratio.
-DENSE_STAND_IN_SIZE = {"cityscapes": (32, 64), "bdd100k": (32, 32), "voc": (96, 96)}
+# Dense stand-ins are generated small (CPU smoke runs of DRN / SSD at reduced widths), keeping the aspect ratio;
+# the Cityscapes stand-in keeps its protocol too: frames stored at 32 x 64, trained on 24 x 24 crops.
+DENSE_STAND_IN_SIZE = {"cityscapes": (24, 24), "bdd100k": (32, 32), "voc": (96, 96)}
+DENSE_STAND_IN_STORED = {"cityscapes": (32, 64)}
 for _name, _spec in REAL.items():
+    if _spec.files_of:  # another storage of a dataset that has its stand-in already
+        continue
     _h, _w = DENSE_STAND_IN_SIZE.get(_name, (_spec.height, _spec.width))
     # the VOC stand-in trains its reduced SSD from scratch: unit-scale inputs (SSD_MEAN / SSD_STD's 0..255 scale
     # suits torchvision's pretrained VGG; from scratch it made the smoke losses diverge)
@@ -96,6 +115,7 @@ for _name, _spec in REAL.items():
     EMBEDDED[f"synthetic-{_name}"] = DatasetSpec(
         f"synthetic-{_name}", _spec.channels, _h, _w, _spec.num_classes,
         _spec.train_size, _spec.test_size, _mean, _std, False, _name, task=_spec.task,
+        stored_size=DENSE_STAND_IN_STORED.get(_name),
     )
 
 DATASETS: dict[str, DatasetSpec] = {**REAL, **EMBEDDED}

@@ -69,7 +69,7 @@ def class_looks(spec: DatasetSpec) -> Looks:
     tex_dir = tex_dir / tex_dir.norm(dim=1, keepdim=True).clamp_min(1e-6)
     tex_amp = _uniform(gen, (k,), 0.05, 0.16)
     cycles = _uniform(gen, (k,), 1.5, 6.0)  # stripes per image side
-    freq = 2 * math.pi * cycles / min(spec.height, spec.width)
+    freq = 2 * math.pi * cycles / min(spec.stored_shape[1:])
     angle = _uniform(gen, (k,), 0.0, math.pi)
     kind = torch.arange(k) % 3
     return Looks(colour, tex_dir, tex_amp, freq, angle, kind)
@@ -135,7 +135,7 @@ def _finish(img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 # ---- segmentation ----------------------------------------------------------------------------------------------
 
 def _segmentation(spec: DatasetSpec, looks: Looks, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    k, c, h, w = spec.num_classes, spec.channels, spec.height, spec.width
+    k, (c, h, w) = spec.num_classes, spec.stored_shape
     stuff = max(2, min(k, round(k * 11 / 19)))  # band classes: the first 11 of 19, like Cityscapes' road..sky
     side = min(h, w)
     # Layout parameters of the whole split, drawn first (the chunks below only render)
@@ -180,7 +180,7 @@ def _segmentation(spec: DatasetSpec, looks: Looks, n: int, gen: torch.Generator)
 # ---- detection -------------------------------------------------------------------------------------------------
 
 def _detection(spec: DatasetSpec, looks: Looks, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    k, c, h, w = spec.num_classes, spec.channels, spec.height, spec.width
+    k, (c, h, w) = spec.num_classes, spec.stored_shape
     count = torch.randint(1, MAX_OBJECTS + 1, (n,), generator=gen)
     active = torch.arange(MAX_OBJECTS) < count[:, None]  # (n, O)
     cls = torch.randint(0, k, (n, MAX_OBJECTS), generator=gen)
