@@ -8,13 +8,14 @@ from repro.schema import Bool, Choice, Float, Int, ListOf, Optional, spec
 
 # on-device augmentations (repro.data.augment), in the order they are applied; named here so params validate
 # without importing torch. frame_crop / frame_center: a random / the centre crop of a stored frame to the model's
-# input (segmentation frames held larger than the input).
-AUGMENTATIONS = ("crop224", "frame_crop", "frame_center", "crop", "flip", "rotate")
+# input (segmentation frames held larger than the input); ssd: SSD's photometric distortion, expand, min-IoU crop
+# and flip of images with their boxes.
+AUGMENTATIONS = ("crop224", "frame_crop", "frame_center", "crop", "flip", "rotate", "ssd")
 # which a task's targets can follow (classification labels follow anything)
 TASK_AUGMENTATIONS = {
     "classification": ("crop224", "crop", "flip", "rotate"),
     "segmentation": ("frame_crop", "frame_center", "flip"),
-    "detection": ("flip",),
+    "detection": ("flip", "ssd"),
 }
 FRAME_CROPS = ("frame_crop", "frame_center")
 

@@ -12,6 +12,8 @@ fill are zero in raw pixel space (as torchvision pads the PIL image before `Norm
 - `flip`:   RandomHorizontalFlip(p=0.5), independent per image.
 - `rotate`: RandomRotation(15): angle uniform in [-15, 15] degrees about the centre, nearest-neighbour,
             zero fill, no expansion; applied after crop and flip (MCDAL reference order).
+- `ssd`:    SSD's training augmentation of images with their boxes (repro/data/ssd_augment.py: photometric
+            distortion, expand, min-IoU crop, flip).
 
 Evaluation (`Augmenter.eval`, which the trainer's test accuracy and every query path call) takes the centre
 224 x 224 crop of a batch stored at 256 x 256 (specs.RESIZE_SIZE, the ImageNet-scale datasets' stored size),
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.data.specs import CROP_SIZE, RESIZE_SIZE
+from repro.data.ssd_augment import ssd_augment
 from repro.recipe import (  # AUGMENTATIONS: also the order applied
     AUGMENTATIONS,
     FRAME_CROPS,
@@ -201,6 +204,8 @@ class Augmenter:
             raise ValueError(f"augmentation(s) {unsupported} are not defined for {task} targets; allowed: "
                              f"{list(TASK_AUGMENTATIONS[task])}")
         x, y = self._frames(x, y, gen)
+        if "ssd" in self.names:
+            x, y = ssd_augment(x, y, gen, self.mean_values)
         if "flip" in self.names:
             flip = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)

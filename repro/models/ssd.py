@@ -1,19 +1,25 @@
-"""SSD300-VGG16 (Liu et al. 2016) on torchvision's implementation, and a reduced SSD for CPU smoke runs.
+"""SSD300-VGG16 (Liu et al. 2016) on torchvision's implementation with SSD300's VOC prior boxes, and a reduced
+SSD for CPU smoke runs.
 
-`build_ssd(num_classes, width=1.0, size=300)` wraps `torchvision.models.detection.ssd300_vgg16(weights=None,
-weights_backbone=None, num_classes=num_classes + 1)` unchanged (nothing is downloaded): 26,285,486 parameters
-for VOC's 20 classes + background, equal to amdegroot/ssd.pytorch's layout (REFERENCE.md section 4) -- the same
-VGG16 conv1_1..conv5_3, dilated fc6 / 1x1 fc7, L2Norm scale (512), extras conv8..conv11 and 4/6/6/6/4/4 boxes
-per location. torchvision's own initialisation: VGG convs Kaiming-normal (fan_out), fc6 / fc7, extras and heads
-Xavier-uniform with zero bias.
+`build_ssd(num_classes, width=1.0, size=300)` builds `torchvision.models.detection.ssd300_vgg16(weights=None,
+weights_backbone=None, num_classes=num_classes + 1)` (nothing is downloaded) and replaces its anchor generator.
+Equal to amdegroot/ssd.pytorch's SSD300 for VOC (REFERENCE.md section 4): the layer layout (VGG16 conv1_1 ..
+conv5_3, dilated fc6 / 1x1 fc7, the L2-normalised conv4_3 with a learned per-channel scale starting at 20,
+extras conv8 .. conv11), 4/6/6/6/4/4 boxes per location, the parameter count (26,285,486 for VOC's 20 classes +
+background) and the prior boxes: ssd.pytorch's `voc` config (data/config.py: min_sizes 30, 60, 111, 162, 213,
+264, max_sizes 60 .. 315, steps 8, 16, 32, 64, 100, 300, clip) as `VOC_SCALES` (min_k / 300 and 315 / 300; the
+extra square box sqrt(s_k s_k+1) = sqrt(min_k max_k) / 300), 8,732 of them, checked box by box against
+ssd.pytorch's `PriorBox` formula in tests/test_ssd_anchors.py. torchvision's own: the initialisation (VGG convs
+Kaiming-normal (fan_out), fc6 / fc7, extras and heads Xavier-uniform with zero bias), the matcher, box coder,
+loss and post-processing that `SSDNet` calls. torchvision's stock `ssd300_vgg16` anchors are COCO's (scales
+0.07 .. 1.05) and clip only the widths / heights; `PriorBoxGenerator` clips centres too, as `PriorBox` does.
 
-Any other width or size builds the reduced SSD from torchvision's `SSD`, `SSDHead` and `DefaultBoxGenerator`
-around `ScaledVGGExtractor`: the same VGG16-SSD layout with every channel count x width, fc6's dilation scaled
-with the input (6 at 300, 2 at 96, 1 at 64), and the four extra blocks' 3x3 convs at stride 2 (padding 1) for the
-first two and, for the last two, stride 1 without padding while the map is >= 3 (SSD300's 5 -> 3 -> 1) else
-stride 2 padding 1 (-> 1). Six feature maps: 96 -> 12, 6, 3, 2, 1, 1; 64 -> 8, 4, 2, 1, 1, 1 (300 -> SSD300's
-38, 19, 10, 5, 3, 1). Anchors: SSD300's scales (0.07 .. 1.05) and aspect ratios, centred on each map's own grid
-(torchvision's steps are tied to 300).
+Any other width or size builds the reduced SSD from torchvision's `SSD` and `SSDHead` around `ScaledVGGExtractor`:
+the same VGG16-SSD layout with every channel count x width, fc6's dilation scaled with the input (6 at 300, 2 at
+96, 1 at 64), and the four extra blocks' 3x3 convs at stride 2 (padding 1) for the first two and, for the last
+two, stride 1 without padding while the map is >= 3 (SSD300's 5 -> 3 -> 1) else stride 2 padding 1 (-> 1). Six
+feature maps: 96 -> 12, 6, 3, 2, 1, 1; 64 -> 8, 4, 2, 1, 1, 1 (300 -> SSD300's 38, 19, 10, 5, 3, 1). Prior
+boxes: the same VOC scales and aspect ratios, centred on each map's own grid (SSD300's steps are tied to 300).
 
 `SSDNet` bypasses torchvision's GeneralizedRCNNTransform: inputs are already-normalised (N, 3, S, S) batches
 (SSD_MEAN / SSD_STD in repro/data/specs.py is that transform's normalisation), targets are already in input
@@ -35,9 +41,10 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD
 from torchvision.ops import box_iou
 
-SSD300_VOC_PARAMS = 26_285_486  # torchvision ssd300_vgg16, 21 classes == amdegroot's SSD300 VOC count
+SSD300_VOC_PARAMS = 26_285_486  # torchvision ssd300_vgg16, 21 classes == ssd.pytorch's SSD300 VOC count
 ASPECT_RATIOS = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
-SCALES = [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]
+VOC_SCALES = [0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05]  # ssd.pytorch voc: min_sizes 30 .. 264, then 315; / 300
+VOC_STEPS = [8, 16, 32, 64, 100, 300]  # SSD300's pixels per cell of each map
 VGG_CONV4 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512))  # conv1_1 .. conv4_3, a max-pool after each
 # but the last; the third pool rounds up (ceil_mode), as torchvision patches for SSD300's 38 x 38 conv4_3
 VGG_CONV5, FC, EXTRAS = (512, 512, 512), 1024, ((256, 512), (128, 256), (128, 256), (128, 256))
@@ -136,14 +143,26 @@ class ScaledVGGExtractor(nn.Module):
         return OrderedDict((str(i), v) for i, v in enumerate(out))
 
 
+class PriorBoxGenerator(DefaultBoxGenerator):
+    """torchvision's DefaultBoxGenerator (per location: s_k, sqrt(s_k s_k+1), then (s_k sqrt(ar), s_k / sqrt(ar))
+    and its transpose per aspect ratio; centres (j + 0.5) * step / S) with ssd.pytorch's clipping: the whole
+    (cx, cy, w, h) into [0, 1], not only w, h. It differs at SSD300's 10 x 10 map, whose step 32 puts the last
+    row / column of centres at 304 px; ssd.pytorch's `PriorBox` clips them to 300."""
+
+    def _grid_default_boxes(self, grid_sizes, image_size, dtype=torch.float32) -> torch.Tensor:
+        boxes = super()._grid_default_boxes(grid_sizes, image_size, dtype=dtype)
+        return boxes.clamp(0, 1) if self.clip else boxes
+
+
 def build_ssd(num_classes: int = 20, width: float = 1.0, size: int = 300) -> SSDNet:
     """SSD for `num_classes` object classes (background excluded). Width 1, size 300: torchvision's SSD300-VGG16
-    exactly; otherwise the reduced SSD (module docstring)."""
+    with ssd.pytorch's VOC prior boxes; otherwise the reduced SSD (module docstring)."""
     if width == 1.0 and size == 300:
         ssd = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+        ssd.anchor_generator = PriorBoxGenerator(ASPECT_RATIOS, scales=VOC_SCALES, steps=VOC_STEPS)
     else:
         backbone = ScaledVGGExtractor(width, size)
-        ssd = SSD(backbone, DefaultBoxGenerator(ASPECT_RATIOS, scales=SCALES), (size, size), num_classes + 1)
+        ssd = SSD(backbone, PriorBoxGenerator(ASPECT_RATIOS, scales=VOC_SCALES), (size, size), num_classes + 1)
     return SSDNet(ssd, num_classes, size)
 
 

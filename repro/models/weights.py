@@ -4,10 +4,12 @@ downloaded). Each file is pinned by the SHA-256 prefix its publisher put in its 
 
 - `drn_d_22`: fyu/drn's ImageNet DRN-D-22 (`drn_d_22-4bd2f8ea.pth`, http://dl.yf.io/drn/), into DRNSeg's body.
 - `ssd300`: torchvision's `VGG16_Weights.IMAGENET1K_FEATURES` (`vgg16_features-amdegroot-88682ab5.pth`,
-  https://download.pytorch.org/models/), ssd.pytorch's ImageNet VGG-16 features: its 13 convolutions into
-  SSD300's conv1_1 .. conv5_3 (fc6 / fc7 and the extras stay freshly initialised, as torchvision's
-  `ssd300_vgg16(weights_backbone=...)` builds them) and conv1 frozen (torchvision's default of 4 trainable
-  backbone stages with weights).
+  https://download.pytorch.org/models/; "ported from amdegroot/ssd.pytorch" in torchvision's source), ImageNet
+  VGG-16 features: its 13 convolutions into SSD300's conv1_1 .. conv5_3 (fc6 / fc7 and the extras stay freshly
+  initialised, as torchvision's `ssd300_vgg16(weights_backbone=...)` builds them) and conv1 frozen
+  (torchvision's default of 4 trainable backbone stages with weights). ssd.pytorch itself starts from
+  `vgg16_reducedfc.pth`, which also holds the subsampled fc6 / fc7 (Liu et al. Sec. 3); this file has no fc6 /
+  fc7, so they are not pretrained here. The prior boxes are ssd.pytorch's VOC ones (repro/models/ssd.py).
 """
 
 from __future__ import annotations
