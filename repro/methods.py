@@ -13,19 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from repro import config
+from repro import codedeps, config
 from repro.config import Params
 from repro.data.specs import get_spec
 from repro.records import PACKAGE_DIR
 from repro.schema import Choice, ConfigError, build
 from repro.strategies import STRATEGIES
-
-# Files every run depends on (package-relative; folders mean every .py inside). A method's own files (its
-# strategy module, its `code`, the modules of methods it `builds_on`) are added per run, so changing one
-# method reruns only that method's runs.
-CORE_CODE = ("config.py", "schema.py", "recipe.py", "seeding.py", "methods.py", "data", "models", "losses/__init__.py",
-             "device.py", "determinism.py", "optim.py", "train.py", "lockstep.py", "distributed.py", "loop.py", "records.py",
-             "tasks.py", "metrics.py", "strategies/__init__.py", "strategies/base.py")
 
 
 def registered_method(params: Params, name: str) -> str:
@@ -131,36 +124,25 @@ def run_hash(params: Params, experiment: str, method: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def _expand(part: str) -> list[Path]:
-    p = PACKAGE_DIR / part
-    if part.endswith(".py"):
-        if not p.is_file():
-            raise FileNotFoundError(f"run code {part} does not exist under {PACKAGE_DIR}")
-        return [p]
-    return sorted(p.rglob("*.py"))
-
-
-def method_code(method: str) -> tuple[str, ...]:
-    """The package-relative files a registered method owns (beyond the core)."""
-    return STRATEGIES[method].code_files()
+def strategy_module(method: str) -> str:
+    """The module that defines a registered method's strategy."""
+    return STRATEGIES[method].__module__
 
 
 def run_code(method: str) -> tuple[str, ...]:
-    """Core + the method's own files: what a run of `method` depends on (dvc deps, checkpoint key)."""
-    return CORE_CODE + tuple(f for f in method_code(method) if f not in CORE_CODE)
+    """The package-relative files a run of `method` depends on: the static import closure of the loop and the
+    method's strategy module (repro/codedeps.py); what keys its checkpoints and lists its DVC deps."""
+    return codedeps.run_files(strategy_module(method), PACKAGE_DIR)
 
 
 def code_sha256(method: str) -> str:
     """Fingerprint of the source a run of `method` depends on: changing the core or this method's files
     invalidates its checkpoints; changing another method, the reports, the CLI or benchmarks does not."""
-    h = hashlib.sha256()
-    for p in sorted({f for part in run_code(method) for f in _expand(part)}):
-        h.update(str(p.relative_to(PACKAGE_DIR)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+    return codedeps.files_sha256(run_code(method), PACKAGE_DIR)
 
 
 def stage_code_deps(params: Params, names) -> list[str]:
-    """dvc.yaml deps of a stage running these method/variant names: core first, then the methods' files."""
-    own = sorted({f for n in names for f in method_code(registered_method(params, n))} - set(CORE_CODE))
-    return [f"repro/{p}" for p in (*CORE_CODE, *own)]
+    """dvc.yaml deps of a stage running these method/variant names: the core's files first, then the methods'."""
+    core = codedeps.core_files(PACKAGE_DIR)
+    own = sorted({f for n in names for f in run_code(registered_method(params, n))} - set(core))
+    return [f"repro/{p}" for p in (*codedeps.folded(core, PACKAGE_DIR), *codedeps.folded(own, PACKAGE_DIR))]

@@ -205,7 +205,6 @@ class ADSStrategy(ScoreStrategy):
 
     Options = ADSOptions
     quick_options = {"subset": None}
-    code = ("strategies/ads_detection.py",)
     tasks = ("classification", "detection")
 
     def adapt_model(self, model: Backbone) -> Backbone:

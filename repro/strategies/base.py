@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -132,9 +130,9 @@ class Strategy:
 
     Capabilities (class attributes, read by tests, rankings and the parameter table instead of hand lists):
     `pointwise` (each example's score depends on that example only, deterministically), `ranks_pool` (it can
-    score every unlabeled example: `pool_scores`, DAL Fig. 3), `quick_options` (options that only shorten its
-    loops, for tests and quick checks), `code` (package files it owns beyond its module: a change there reruns
-    only the runs of methods that own it) and `builds_on` (registered methods whose code it reuses).
+    score every unlabeled example: `pool_scores`, DAL Fig. 3) and `quick_options` (options that only shorten its
+    loops, for tests and quick checks). The files a method's runs depend on are computed from its module's
+    imports (repro/codedeps.py), never listed by hand.
     """
 
     name: ClassVar[str] = ""
@@ -143,8 +141,6 @@ class Strategy:
     pointwise: ClassVar[bool] = False
     ranks_pool: ClassVar[bool] = False
     quick_options: ClassVar[dict[str, Any]] = {}
-    code: ClassVar[tuple[str, ...]] = ()
-    builds_on: ClassVar[tuple[str, ...]] = ()
     full_pool: ClassVar[bool] = False  # trains on the whole pool in one stage and never queries (upper bounds)
     needs_dropout: ClassVar[bool] = False  # samples the task model's head dropout (MC dropout)
     # the tasks it has a reading for (checked when params load: any other fails loudly, never falls back)
@@ -154,18 +150,6 @@ class Strategy:
         self.options = options if options is not None else self.Options()
         if not isinstance(self.options, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(self.options).__name__}")
-
-    @classmethod
-    def code_files(cls) -> tuple[str, ...]:
-        """Package-relative files this method's results depend on beyond the shared core: the module that
-        defines it (and its base classes' modules under strategies/), `code`, and `builds_on`'s files."""
-        pkg = Path(__file__).resolve().parent.parent
-        files = {str(Path(inspect.getfile(k)).resolve().relative_to(pkg)) for k in cls.__mro__
-                 if k.__module__.startswith("repro.strategies.") and k.__module__ != __name__}
-        files |= set(cls.code)
-        for other in cls.builds_on:
-            files |= set(STRATEGIES[other].code_files())
-        return tuple(sorted(files))
 
     @classmethod
     def parameter_configs(cls) -> list:

@@ -31,7 +31,6 @@ class CoresetRobustStrategy(CoresetStrategy):
     unlabeled side."""
 
     Options = CoresetRobustOptions
-    code = ("kcenter_mip.py",)
 
     def __init__(self, options=None):
         super().__init__(options)

@@ -196,7 +196,6 @@ class DAALStrategy(ScoreStrategy):
     tasks = ("classification", "segmentation")
     Options = DAALOptions
     pointwise = True
-    code = ("strategies/daal.py", "nets/daal.py", "losses/daal.py")
 
     def training_hook(self) -> TrainingHook:
         return DAALHook(self.options)

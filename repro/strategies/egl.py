@@ -208,7 +208,6 @@ def per_class_sq_norms(model: nn.Module, params: dict[str, torch.Tensor], x: tor
 class _EGLBase(ScoreStrategy):
     Options = EGLOptions
     pointwise = True
-    code = ("strategies/dfal.py",)  # bn_affine: a change there must rerun EGL's runs (issue 22.5)
 
     def _inputs(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         return ctx.augmenter.eval(ctx.data.train_x[torch.as_tensor(candidates, device=ctx.data.train_x.device)])

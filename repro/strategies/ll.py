@@ -155,7 +155,6 @@ class LearningLossStrategy(ScoreStrategy):
     tasks = ("classification", "segmentation", "detection")
     Options = LLOptions
     pointwise = True  # the score is; `preselect: coreset` only narrows the candidates, in `candidates`
-    code = ("losses/ll.py",)
 
     def training_hook(self) -> TrainingHook:
         return LLHook(self.options)

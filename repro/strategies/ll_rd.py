@@ -91,7 +91,6 @@ class LLRDStrategy(LearningLossStrategy):
 
     tasks = ("classification", "segmentation")
     Options = LLRDOptions
-    builds_on = ("ll", "daal")
 
     def training_hook(self) -> TrainingHook:
         return LLRDHook(self.options)

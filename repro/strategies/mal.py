@@ -165,7 +165,6 @@ class MALStrategy(Strategy):
     lowest pool index), scored with the MAL-trained F, C, D from `ctx.state`."""
 
     Options = MALOptions
-    code = ("losses/mal.py", "nets/mal.py")
     tasks = ("classification", "segmentation")
 
     def adapt_model(self, model):

@@ -111,8 +111,6 @@ class SRAALStrategy(ScoreStrategy):
     Options = SRAALOptions
     pointwise = True
     quick_options = {"vae_width": 0.0625}
-    code = ("losses/vae.py", "nets/vae.py")
-    builds_on = ("vaal",)
 
     def training_hook(self) -> TrainingHook:
         return SRAALHook(self.options)

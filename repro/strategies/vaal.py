@@ -239,7 +239,6 @@ class VAALStrategy(ScoreStrategy):
     Options = VAALOptions
     pointwise = True  # the default (eval-mode) scoring; `scoring: batch` (vaal-code) depends on the batch
     quick_options = {"vae_width": 0.0625}
-    code = ("losses/vae.py", "nets/vae.py")
 
     def training_hook(self) -> TrainingHook:
         return VAALHook(self.options)
