@@ -16,6 +16,7 @@ from repro.data import load_dataset
 from repro.data.augment import Augmenter
 from repro.data.pool import ActivePool
 from repro.losses import daal as L
+from repro.methods import run_code
 from repro.models import build_model, count_parameters
 from repro.models.wrn import WideResNet28_2
 from repro.nets.daal import (
@@ -27,7 +28,6 @@ from repro.nets.daal import (
     alg1_update,
     representativeness_terms,
 )
-from repro.methods import run_code
 from repro.strategies import STRATEGIES, QueryContext, build_strategy
 from repro.train import fit, predict
 
