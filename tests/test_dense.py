@@ -62,7 +62,7 @@ def test_every_detection_method_runs_through_the_loop(tmp_path, method):
                       width=0.125, train_size=40, test_size=8, schedule={"initial_size": 8, "query_size": 8, "queries": 1},
                       options={"ads": {"top_k": 50}} if method == "ads" else {},
                       predictions_of=["ads"] if method == "ads" else [])
-    raw["recipes"]["tiny"].update(augment=["flip"], batch_size=8, eval_batch_size=8, epochs=1, milestones=[], lr=0.001)
+    raw["recipes"]["tiny"].update(augment=["ssd"], batch_size=8, eval_batch_size=8, epochs=1, milestones=[], lr=0.001)
     params = parse_params(raw)
     rec = loop.run(params, "tiny", method, 0, progress=False)
     for s in rec["stages"]:

@@ -188,8 +188,9 @@ class Augmenter:
             x = random_flip(x, gen)
         if "rotate" in self.names:
             x = random_rotate(x, gen)
-        if "ssd" in self.names:
-            raise ValueError("ssd augments images with their boxes: use train_pair")
+        if "ssd" in self.names:  # images without their boxes (unlabeled batches): no object constrains the crop
+            none = torch.full((len(x), 1, 6), -1.0, device=x.device)
+            x = ssd_augment(x, none, gen, self.mean_values)[0]
         return normalize(x, self.mean, self.std)
 
     def train_pair(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, task: str
