@@ -422,8 +422,9 @@ LISTERS = {"cityscapes": list_cityscapes, "bdd100k": list_bdd100k, "voc": list_v
 def load_dense_real(name: str, root: Path, train_size: int | None = None, test_size: int | None = None):
     """(train_x uint8 (N, 3, H, W), train_y, test_x, test_y) of `name` from `root` (data/<name>/), targets in the
     task's format; only the seeded subset `_subsample` would keep (salts 1 / 2) is decoded."""
-    if name not in LISTERS:
-        raise KeyError(f"{name!r} is not a dense real dataset; allowed: {list(LISTERS)}")
+    if name not in REAL or REAL[name].root not in LISTERS:
+        raise KeyError(f"{name!r} is not a dense real dataset; allowed: "
+                       f"{[n for n, s in REAL.items() if s.root in LISTERS]}")
     root = Path(root)
     spec = REAL[name]
     train, test = LISTERS[spec.root](root)
