@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def _params(args):
-    from repro.methods import load_params
+    from repro.al.methods import load_params
 
     return load_params(args.params, args.profile)
 
@@ -22,14 +22,14 @@ def _params(args):
 def _report_params(args):
     """params.yaml validated without the method checks: the figure and audit stages import no torch (the run
     stages validated the methods before they ran; records carry the raw-params fingerprint they are checked by)."""
-    from repro.config import load_params
+    from repro.spec.params import load_params
 
     return load_params(args.params, args.profile)
 
 
 def cmd_check(args) -> int:
-    from repro.data.real import real_dataset_present
-    from repro.data.specs import REAL
+    from repro.data.loaders.real import real_dataset_present
+    from repro.spec.datasets import REAL
 
     params = _params(args)
     print(f"params.yaml OK (profile: {params.profile})")
@@ -50,10 +50,11 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
-    from repro import distributed, executors, loop
-    from repro.determinism import apply_run_settings
-    from repro.plan import describe_plan
-    from repro.schema import ConfigError
+    from repro.al import loop
+    from repro.core.determinism import apply_run_settings
+    from repro.exec import distributed, executors
+    from repro.exec.plan import describe_plan
+    from repro.spec.schema import ConfigError
 
     params = _params(args)
     apply_run_settings(params)  # threads and the deterministic knob, before CUDA starts (workers apply their own)
@@ -78,9 +79,9 @@ def cmd_run(args) -> int:
 
     if writer:
         print(describe_plan(params, args.experiment, runs), flush=True)
-    from repro.device import resolve_device
-    from repro.plan import run_is_done
-    from repro.workers import default_jobs, run_parallel
+    from repro.core.device import resolve_device
+    from repro.exec.plan import run_is_done
+    from repro.exec.workers import default_jobs, run_parallel
 
     if distributed.launched():  # torchrun: every rank runs every run, training data-parallel inside each
         try:
@@ -118,7 +119,7 @@ def cmd_run(args) -> int:
             return 1
         runs = [r for r in runs if r not in todo]  # the ones done before re-emit their records below
     jobs = 1 if array is not None else args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
-    from repro.lockstep import grouping_enabled
+    from repro.exec.lockstep import grouping_enabled
 
     grouped = grouping_enabled(params.group_runs, resolve_device(params.device))
     if jobs > 1 and len(todo) > 1:
@@ -142,8 +143,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_rank(args) -> int:
-    from repro.determinism import apply_run_settings
-    from repro.rankings import run_rankings
+    from repro.al.rankings import run_rankings
+    from repro.core.determinism import apply_run_settings
 
     params = _params(args)
     apply_run_settings(params)
@@ -153,12 +154,12 @@ def cmd_rank(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from repro import experiments as ex
-    from repro.config import load_params as load_raw_params
+    from repro.spec import artifacts as ex
+    from repro.spec.params import load_params as load_raw_params
 
     art = ex.get_artifact(args.artifact)
     if isinstance(art, ex.SamplingTable):  # times the methods: the strategies (and torch) are needed
-        from repro.report.sampling_table import build_sampling_table
+        from repro.tools.sampling_table import build_sampling_table
 
         js, md = build_sampling_table(_params(args), art)
         print(f"wrote {md} and {js}")
@@ -196,8 +197,8 @@ def cmd_figure(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from repro.config import load_params
     from repro.report.audit import build_audit
+    from repro.spec.params import load_params
 
     params = _report_params(args)
     if args.claim:
@@ -211,7 +212,7 @@ def cmd_audit(args) -> int:
             return 2
         print(render_claim(result["claims"][0]))
         if args.rerun:
-            from repro.rerun import rerun_claim
+            from repro.exec.rerun import rerun_claim
 
             return rerun_claim(args.params, args.profile, result["claims"][0])
         return 0
@@ -237,11 +238,11 @@ def cmd_where(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from repro.data.real import load_real
+    from repro.data.loaders.real import load_real
 
     params = _params(args)
     if args.name in ("imagenet", "inat2018"):  # listed and unpacked, not decoded (too large for memory)
-        from repro.data.large import prepare
+        from repro.data.loaders.large import prepare
 
         n_train, n_test = prepare(args.name, Path(params.data_dir))
     else:
@@ -252,7 +253,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_budget(args) -> int:
-    from repro import budget
+    from repro.exec import budget
 
     params = _params(args)
     if args.fit:
@@ -266,19 +267,19 @@ def cmd_budget(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from repro import bench
+    from repro.tools import bench
 
     return bench.main(args.what, args.repeats, args.full, args.methods, args.group, args.seeds, args.sizes)
 
 
 def cmd_params(args) -> int:
-    from repro.params_table import main
+    from repro.tools.params_table import main
 
     return main(args.json)
 
 
 def cmd_dvc_deps(args) -> int:
-    from repro.dvc_deps import main
+    from repro.tools.dvc_deps import main
 
     return main(_params(args), write=args.write, params_path=args.params)
 
@@ -360,12 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_error_line(e: BaseException) -> str | None:
     """The one `error: ...` line for a user error (bad params, data, records, names, paths); None for a bug."""
-    from repro.data.real import DatasetMissingError
+    from repro.al.strategies import BudgetError
+    from repro.data.loaders.real import DatasetMissingError
     from repro.data.validate import DataError
     from repro.report.claims import RegistryError
     from repro.report.runs import RecordError
-    from repro.schema import ConfigError
-    from repro.strategies import BudgetError
+    from repro.spec.schema import ConfigError
 
     if isinstance(e, ConfigError):
         return f"error: params.yaml: {e}"

@@ -9,14 +9,14 @@ import dataclasses
 import pytest
 import torch
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.methods import load_params, method_spec
+from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy, _trunk_params
+from repro.core.train import TrainContext, fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.methods import load_params, method_spec
 from repro.models import build_model
-from repro.strategies.ads import ADSHook, ADSOptions, ADSStrategy, _trunk_params
-from repro.train import TrainContext, fit
+from repro.spec.params import Recipe
 
 from .conftest import ROOT
 

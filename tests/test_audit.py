@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from repro.fingerprint import raw_run_hash
-from repro.methods import load_params, parse_params, run_hash
+from repro.al.methods import load_params, parse_params, run_hash
+from repro.report import numeric_claims
 from repro.report.audit import audit, render_markdown
 from repro.report.claims import RegistryError, load_registries, validate_registry
 from repro.report.runs import (
@@ -21,6 +21,8 @@ from repro.report.runs import (
     resolve_groups,
     stages_frame,
 )
+from repro.spec.fingerprint import raw_run_hash
+from repro.tools import params_table
 
 from .conftest import ROOT, tiny_params
 
@@ -40,7 +42,7 @@ def test_registries_validate_and_cover_the_kinds():
 
 def test_code_differences_name_runnable_variants():
     """Every paper-vs-code difference names the method or params.yaml variant that runs the code's reading."""
-    from repro.strategies import STRATEGIES
+    from repro.al.strategies import STRATEGIES
 
     params = load_params(ROOT / "params.yaml", "paper")
     runnable = set(STRATEGIES) | {n for n, _ in params.variants}
@@ -433,7 +435,12 @@ def test_parameter_count_claims_are_judged_exactly(tmp_path):
         _numeric(1, "value", 11_190_000, ev, unit="parameters", tolerance=5000),   # MCDAL Table 1: 11.19M
         _numeric(2, "value", 11_180_000, ev, unit="parameters", tolerance=5000),
         _numeric(3, "value", 1.0, {"parameters": {**ev["parameters"], "module": "nope"}}, unit="parameters")])
+    before = {r["id"]: r for r in audit(params, tables)["claims"]}  # the `parameters` stage has not run
+    assert before["n1"]["verdict"] == "not comparable" and "repro params --json" in before["n1"]["reason"]
+    numeric_claims._PARAMETER_ROWS = None
+    params_table.main(json_out=str(Path(params.reports_dir) / "parameters.json"))
     v = {r["id"]: r for r in audit(params, tables)["claims"]}
+    numeric_claims._PARAMETER_ROWS = None
     assert v["n1"]["verdict"] == "contradicted" and v["n1"]["evidence"][0]["parameters"] == 11_184_222
     assert v["n2"]["verdict"] == "reproduced" and "no seeds" in v["n2"]["rule"]
     assert v["n3"]["verdict"] == "not comparable"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from repro import budget
-from repro.methods import load_params
+from repro.al.methods import load_params
+from repro.exec import budget
 
 from .conftest import ROOT
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from repro.config import ConfigError, parse_params
+from repro.core.tasks import get_task
+from repro.core.train import fit, make_augmenter
 from repro.data.augment import Augmenter, center_crop, frame_crop
 from repro.data.datasets import ImageData, load_dataset
-from repro.data.dense_real import load_dense_real
 from repro.data.host_frames import HostFrames, hold
-from repro.data.specs import CITYSCAPES_FRAME, REAL, get_spec
+from repro.data.loaders.dense import load_dense_real
 from repro.models import build_model
-from repro.recipe import Recipe
-from repro.tasks import get_task
-from repro.train import fit, make_augmenter
+from repro.spec.datasets import CITYSCAPES_FRAME, REAL, get_spec
+from repro.spec.params import ConfigError, parse_params
+from repro.spec.recipe import Recipe
 from tests.conftest import tiny_params
 from tests.test_data_dense import CITY_FILES, fake_spec, flat_image, write_png
 
@@ -141,7 +141,7 @@ def test_frames_stored_larger_than_the_input_must_name_their_crop(tmp_path):
 
 
 def test_the_paper_recipes_crop_as_stated():
-    from repro.config import load_params
+    from repro.spec.params import load_params
 
     params = load_params("params.yaml", profile="paper")
     assert params.recipe("mcdal_drn").augment == ("frame_crop", "flip")

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from repro.loop import build_task_model
+from repro.al.loop import build_task_model
+from repro.al.strategies import build_strategy
 from repro.models import weights
 from repro.models.drn import DRN
-from repro.strategies import build_strategy
 
 WIDTH = 0.125  # a small DRN-D-22 (and a fake weights file of the same shape): seconds on the CPU
 

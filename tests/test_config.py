@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from repro.methods import load_params, method_spec, parse_params
-from repro.schema import ConfigError
+from repro.al.methods import load_params, method_spec, parse_params
+from repro.spec.schema import ConfigError
 
 from .conftest import ROOT
 
@@ -191,11 +191,11 @@ def test_experiment_options_override_method_defaults(base_params):
 
 
 def test_config_does_not_import_the_strategy_registry():
-    """Dependencies run one way: config parses the file; repro.methods checks the method names."""
+    """Dependencies run one way: config parses the file; repro.al.methods checks the method names."""
     import subprocess
     import sys
 
-    code = "import sys, repro.config; print('repro.strategies' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, repro.spec.params; print('repro.al.strategies' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]
 

@@ -12,11 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import kcenter_mip
-from repro.kcenter_mip import default_outliers, robust_kcenter
-from repro.losses import kcenter_greedy
-from repro.schema import ConfigError, build
-from repro.strategies import STRATEGIES, build_strategy
+from repro.al import kcenter_mip
+from repro.al.kcenter_mip import default_outliers, robust_kcenter
+from repro.al.losses import kcenter_greedy
+from repro.al.strategies import STRATEGIES, build_strategy
+from repro.spec.schema import ConfigError, build
 from tests.test_strategies import trained_context
 
 

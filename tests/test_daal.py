@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.losses import daal as L
+from repro.al.methods import run_code
+from repro.al.strategies import STRATEGIES, QueryContext, build_strategy
+from repro.core.train import fit, predict
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.losses import daal as L
-from repro.methods import run_code
 from repro.models import build_model, count_parameters
-from repro.models.wrn import WideResNet28_2
-from repro.nets.daal import (
+from repro.models.nets.daal import (
     Discriminator,
     FeatureStandardiser,
     FeatureVAE,
@@ -28,8 +28,8 @@ from repro.nets.daal import (
     alg1_update,
     representativeness_terms,
 )
-from repro.strategies import STRATEGIES, QueryContext, build_strategy
-from repro.train import fit, predict
+from repro.models.wrn import WideResNet28_2
+from repro.spec.params import Recipe
 
 SIGMA = 0.2
 
@@ -322,5 +322,5 @@ def test_joint_schedule_trains_beside_the_task_model():
 
 def test_daal_runs_depend_on_its_code_and_it_declares_its_capabilities():
     cls = STRATEGIES["daal"]
-    assert {"strategies/daal.py", "nets/daal.py", "losses/daal.py"} <= set(run_code("daal"))
+    assert {"al/strategies/daal.py", "models/nets/daal.py", "al/losses/daal.py"} <= set(run_code("daal"))
     assert cls.pointwise and cls().training_hook().uses_unlabeled

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from repro.data import DatasetMissingError, get_spec, load_dataset
 from repro.data import datasets as datasets_module
-from repro.data.real import load_real, real_dataset_present
-from repro.data.specs import DATASETS, EMBEDDED, REAL
+from repro.data.datasets import load_dataset
+from repro.data.loaders.real import DatasetMissingError, load_real, real_dataset_present
 from repro.data.validate import DataError, validate
+from repro.spec.datasets import DATASETS, EMBEDDED, REAL, get_spec
 
 
 def fake_spec(monkeypatch, name: str, **changes):
@@ -72,8 +72,7 @@ def test_digits_is_real_sklearn_data():
 
 
 def test_missing_real_dataset_is_one_clear_error(tmp_path, monkeypatch):
-    from repro.data import mnist_wheel
-
+    from repro.data.loaders import mnist_wheel
     monkeypatch.setattr(mnist_wheel, "wheel_file", lambda: None)
     for name in REAL:
         with pytest.raises(DatasetMissingError) as exc:

@@ -10,19 +10,19 @@ import torch
 import torchvision.datasets  # noqa: F401  (imported at collection: seconds on a cold start, not a test's time)
 from PIL import Image
 
-from repro.data import dense_real
 from repro.data.datasets import _subsample
-from repro.data.dense_real import (
+from repro.data.loaders import dense as dense_real
+from repro.data.loaders.dense import (
     CITYSCAPES_LUT,
     VOC_CLASSES,
     dense_dataset_present,
     load_dense_real,
     validate_dense,
 )
-from repro.data.real import DatasetMissingError
-from repro.data.specs import DATASETS, IGNORE_INDEX, REAL, get_spec
+from repro.data.loaders.real import DatasetMissingError
 from repro.data.synthetic_dense import make_synthetic_dense, smooth_fields
 from repro.data.validate import DataError
+from repro.spec.datasets import DATASETS, IGNORE_INDEX, REAL, get_spec
 
 
 def fake_spec(monkeypatch, name: str, **changes):

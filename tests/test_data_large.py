@@ -10,12 +10,12 @@ import torch
 import torchvision.datasets  # noqa: F401  (imported at collection: seconds on a cold start, not a test's time)
 from PIL import Image
 
-from repro.data import large
 from repro.data.augment import AUGMENTATIONS, Augmenter, center_crop, normalize, random_crop_to
 from repro.data.datasets import _subsample
-from repro.data.real import DatasetMissingError, load_real, real_dataset_present
-from repro.data.specs import DATASETS, REAL, get_spec
+from repro.data.loaders import large
+from repro.data.loaders.real import DatasetMissingError, load_real, real_dataset_present
 from repro.data.validate import DataError
+from repro.spec.datasets import DATASETS, REAL, get_spec
 
 WNIDS = ["n02", "n01", "n03"]  # written unsorted: class index = the sorted wnid order
 INAT = {"Plantae/1": 1, "Aves/0": 0, "Aves/2": 2}  # 2018/<super>/<category id>: ids interleave the supers

@@ -16,18 +16,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro import loop, losses
-from repro.config import parse_params
+from repro.al import loop, losses
+from repro.al.methods import check_methods
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.ads_detection import adversarial_epochs
+from repro.al.strategies.mcdal import head_probs
+from repro.core.train import fit
 from repro.data.augment import Augmenter, flip_targets
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.recipe import Recipe
-from repro.schema import ConfigError
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.ads_detection import adversarial_epochs
-from repro.strategies.mcdal import head_probs
-from repro.train import fit
+from repro.spec.params import parse_params
+from repro.spec.recipe import Recipe
+from repro.spec.schema import ConfigError
 
 from .conftest import ROOT, tiny_params
 
@@ -69,8 +70,8 @@ def test_every_detection_method_runs_through_the_loop(tmp_path, method):
         assert s["metric"] == "map50_voc07" and set(s["metrics"]) == {"map50_voc07", "map50_coco101"}
         assert 0.0 <= s["value"] <= 1.0
     if method == "ads":  # ADS Fig. 7's drawing of the first query's picks
-        from repro.experiments import PredictionFigure
         from repro.report.predictions import load_predictions, predictions_file
+        from repro.spec.artifacts import PredictionFigure
 
         fig = PredictionFigure("ads", "x", "tiny", "ads", "t")
         assert predictions_file(params, fig) == loop.predictions_path(params, "tiny", "ads", 0)
@@ -131,9 +132,9 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.recipe import Recipe
-from repro.strategies import QueryContext, build_strategy
-from repro import losses
+from repro.spec.recipe import Recipe
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al import losses
 def peak():
     return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) // 1024
 data = load_dataset('synthetic-cityscapes', train_size=3000, test_size=8)
@@ -170,7 +171,7 @@ def test_joint_flip_moves_masks_and_boxes_with_their_images():
 
 def test_unsupported_combinations_fail_loudly(tmp_path):
     with pytest.raises(ConfigError, match="has no segmentation reading"):
-        parse_params(seg_params(tmp_path, ["dal"]), checks=(__import__("repro.methods").methods.check_methods,))
+        parse_params(seg_params(tmp_path, ["dal"]), checks=(check_methods,))
     with pytest.raises(ConfigError, match="segmentation dataset: expected one of"):
         parse_params(tiny_params(tmp_path, dataset="synthetic-cityscapes", backbone="drn_d_22"))
     with pytest.raises(ConfigError, match="solves segmentation"):
@@ -215,7 +216,7 @@ def test_ads_adversarial_epochs_are_spread_evenly():
 def test_reduced_ssd_overfits_eight_images():
     """The detection pipeline (targets, matcher, loss, post-processing, VOC07 mAP) end to end: the reduced SSD
     learns 8 synthetic images to mAP 1.0 (the smoke profile's 2 epochs are far too short to show learning)."""
-    from repro.metrics import DetectionMeter
+    from repro.core.metrics import DetectionMeter
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -238,7 +239,7 @@ def test_reduced_ssd_overfits_eight_images():
 
 
 def test_dense_params_validate_in_both_profiles():
-    from repro.methods import load_params
+    from repro.al.methods import load_params
 
     for profile in ("smoke", "paper"):
         params = load_params(ROOT / "params.yaml", profile)
@@ -254,7 +255,7 @@ def test_dense_params_validate_in_both_profiles():
 
 @pytest.mark.parametrize("task,method", [("segmentation", "mcdal"), ("detection", "ll")])
 def test_bench_sample_times_dense_workloads(task, method):
-    from repro.sampling import dense_sampling_workload, time_query
+    from repro.tools.sampling import dense_sampling_workload, time_query
 
     w = dense_sampling_workload(task, torch.device("cpu"), full=False)
     assert w.data.spec.task == task and w.pool.n_unlabeled == 448
@@ -275,9 +276,9 @@ def _pin(monkeypatch, backbone, path):
 def test_pretrained_weights_load_pinned_files_only(tmp_path, monkeypatch):
     import torchvision
 
-    from repro.config import PRETRAINED_BACKBONES
     from repro.models import weights
     from repro.models.drn import DRN
+    from repro.spec.params import PRETRAINED_BACKBONES
 
     assert set(PRETRAINED_BACKBONES) == set(weights.PRETRAINED)
     with pytest.raises(weights.WeightsError, match="missing; place .*pretrained: false"):

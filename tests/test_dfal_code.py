@@ -17,14 +17,14 @@ import functools
 import numpy as np
 import torch
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.dfal import DFALOptions, deepfool
+from repro.core.train import fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.dfal import DFALOptions, deepfool
-from repro.train import fit
+from repro.spec.params import Recipe
 
 RTOL = 1e-4  # fp32 sums in another order (batched vs one example), compounded over the DeepFool steps
 N_POOL, N_LABELED = 160, 100  # 60 unlabeled candidates

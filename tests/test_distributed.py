@@ -13,11 +13,11 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from repro import distributed
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.core.train import TrainingHook, fit
+from repro.data.datasets import load_dataset
+from repro.exec import distributed
 from repro.models import build_model
-from repro.train import TrainingHook, fit
+from repro.spec.params import Recipe
 
 from .conftest import ROOT, tiny_params
 

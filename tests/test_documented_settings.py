@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from repro.config import load_params
-from repro.data import load_dataset
+from repro.core.train import TrainContext, learning_rate
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.models import build_model
 from repro.report.claims import load_registries
-from repro.train import TrainContext, learning_rate
+from repro.spec.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

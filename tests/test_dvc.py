@@ -2,8 +2,8 @@
 
 import yaml
 
-from repro.experiments import ARTIFACTS, ProtocolTable, RankingFigure, ResultsTable
-from repro.methods import load_params, stage_code_deps
+from repro.al.methods import load_params, stage_code_deps
+from repro.spec.artifacts import ARTIFACTS, ProtocolTable, RankingFigure, ResultsTable
 
 from .conftest import ROOT
 
@@ -28,12 +28,12 @@ def test_every_experiment_has_a_run_stage():
     for name, r in params.rankings:
         st = d["stages"][f"rank_{name}"]
         assert st["cmd"] == f"python -m repro rank {name}" and st["outs"] == [f"results/{name}"]
-        assert st["deps"] == stage_code_deps(params, r.methods) + ["repro/rankings.py"]
+        assert st["deps"] == stage_code_deps(params, r.methods) + ["repro/al/rankings.py"]
         assert f"experiments.{r.of}" in st["params"]
 
 
 def test_every_artifact_has_a_figure_stage_and_the_audit_sees_every_result():
-    from repro.experiments import SamplingTable
+    from repro.spec.artifacts import SamplingTable
 
     d = _dvc()
     stages = d["stages"]
@@ -78,13 +78,13 @@ def test_checkpoints_live_outside_declared_outs():
 
 def test_dvc_yaml_is_generated_from_the_registries(tmp_path):
     """dvc.yaml is exactly what `python -m repro dvc-deps --write` generates; a stale copy is caught and fixed."""
-    from repro.dvc_deps import main
+    from repro.tools.dvc_deps import main
 
     params = load_params(ROOT / "params.yaml")
     text = (ROOT / "dvc.yaml").read_text()
     path = tmp_path / "dvc.yaml"
     path.write_text(text)
     assert main(params, path, params_path=ROOT / "params.yaml") == 0
-    path.write_text(text.replace("    - repro/strategies/mcdal.py\n", "", 1))
+    path.write_text(text.replace("    - repro/al/strategies/mcdal.py\n", "", 1))
     assert main(params, path, params_path=ROOT / "params.yaml") == 1
     assert main(params, path, write=True, params_path=ROOT / "params.yaml") == 0 and path.read_text() == text

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.records import dvc_output_paths, git_commit
+from repro.spec.records import dvc_output_paths, git_commit
 
 from .conftest import ROOT
 
@@ -211,7 +211,7 @@ def _apply_like_dvc(tmp_path: Path, overrides: list[str]) -> Path:
 
 
 def _resolved(path: Path, profile: str | None = None) -> dict:
-    from repro.methods import load_params
+    from repro.al.methods import load_params
 
     p = load_params(path, profile)
     return {"experiments": {n: asdict(e) for n, e in p.experiments}, "recipes": {n: asdict(r) for n, r in p.recipes}}

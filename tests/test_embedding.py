@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro import loop
-from repro.config import parse_params
+from repro.al import loop
 from repro.data.pool import ActivePool
-from repro.experiments import EmbeddingFigure
 from repro.report import embedding
 from repro.report.runs import RecordError
+from repro.spec.artifacts import EmbeddingFigure
+from repro.spec.params import parse_params
 
 from .conftest import ROOT, tiny_params
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
-from repro import executors, loop
+from repro.al import loop
+from repro.al.methods import parse_params
 from repro.cli import main
-from repro.methods import parse_params
+from repro.exec import executors
 
 from .conftest import tiny_params
 

@@ -1,5 +1,5 @@
 """Learning Loss (LL4AL, Yoo & Kweon 2019): the loss-prediction module's size, the ranking loss (LL4AL Sec. 3.3
-Eq. 2, `repro.losses.ll`), the feature detach after 60% of the epochs, a short training run in which the
+Eq. 2, `repro.al.losses.ll`), the feature detach after 60% of the epochs, a short training run in which the
 predicted loss ranks the true loss, and the DAAL Fig. 5 "LL + Core-set" preselection."""
 
 import numpy as np
@@ -9,17 +9,17 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.losses import kcenter_greedy
+from repro.al.losses.ll import learning_loss_objective, loss_prediction_loss, mirrored_pairs
+from repro.al.strategies import BudgetError, QueryContext, build_strategy
+from repro.al.strategies.ll import LLHook, LLOptions, LossPredictionModule, detach_epoch, predicted_losses
+from repro.core.train import TrainContext, fit, make_augmenter
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.data.specs import get_spec
-from repro.losses import kcenter_greedy
-from repro.losses.ll import learning_loss_objective, loss_prediction_loss, mirrored_pairs
 from repro.models import build_model, count_parameters
-from repro.strategies import BudgetError, QueryContext, build_strategy
-from repro.strategies.ll import LLHook, LLOptions, LossPredictionModule, detach_epoch, predicted_losses
-from repro.train import TrainContext, fit, make_augmenter
+from repro.spec.datasets import get_spec
+from repro.spec.params import Recipe
 
 # ---------------------------------------------------------------- the module
 

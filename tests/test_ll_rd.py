@@ -3,15 +3,15 @@
 import numpy as np
 import torch
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.ll import LLOptions
+from repro.al.strategies.ll_rd import LLRDOptions
+from repro.core.train import fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.ll import LLOptions
-from repro.strategies.ll_rd import LLRDOptions
-from repro.train import fit
+from repro.spec.params import Recipe
 
 
 def _fit(name, options, data, pool, epochs=3):

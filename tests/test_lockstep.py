@@ -1,15 +1,14 @@
-"""Runs in lockstep (repro.lockstep): a grouped run trains as its lone twin does, up to summation order."""
+"""Runs in lockstep (repro.exec.lockstep): a grouped run trains as its lone twin does, up to summation order."""
 
 import numpy as np
 import pytest
 import torch
 
-from repro import loop
-from repro.config import parse_params
+from repro.al import loop
+from repro.core.train import TrainingHook, fit
 from repro.data.datasets import ImageData
-from repro.data.specs import get_spec
 from repro.data.synthetic import make_synthetic
-from repro.lockstep import (
+from repro.exec.lockstep import (
     TrainRequest,
     auto_group_size,
     fit_group,
@@ -18,9 +17,10 @@ from repro.lockstep import (
     training_state_bytes,
 )
 from repro.models import build_model
-from repro.recipe import Recipe
-from repro.schema import ConfigError
-from repro.train import TrainingHook, fit
+from repro.spec.datasets import get_spec
+from repro.spec.params import parse_params
+from repro.spec.recipe import Recipe
+from repro.spec.schema import ConfigError
 
 from .conftest import tiny_params
 

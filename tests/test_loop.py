@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from repro import loop
-from repro.config import parse_params
+from repro.al import loop
+from repro.spec.params import parse_params
 
 from .conftest import tiny_params
 
@@ -63,7 +63,7 @@ def test_method_not_in_experiment_is_rejected(tmp_path):
 
 
 def test_plan_counts_runs_and_recognises_finished_ones(tmp_path):
-    from repro.plan import describe_plan, run_is_done
+    from repro.exec.plan import describe_plan, run_is_done
 
     params = parse_params(tiny_params(tmp_path, methods=("random",)))
     data = loop.load_experiment_data(params, "tiny")
@@ -80,7 +80,7 @@ def test_plan_counts_runs_and_recognises_finished_ones(tmp_path):
 def test_killed_run_resumes_carried_over_method_modules(tmp_path, monkeypatch):
     """A method whose task model carries over between stages gets its trained modules (here MCDAL's heads)
     checkpointed with the model: the resumed run reaches the same record as an uninterrupted one."""
-    from repro.strategies.mcdal import MCDALStrategy
+    from repro.al.strategies.mcdal import MCDALStrategy
 
     monkeypatch.setattr(MCDALStrategy, "reinit_each_stage", False)
     params = parse_params(tiny_params(tmp_path / "a", methods=("mcdal",)))
@@ -99,13 +99,13 @@ def test_killed_run_resumes_carried_over_method_modules(tmp_path, monkeypatch):
 
 
 def test_code_key_covers_the_core_and_only_the_runs_own_method():
-    from repro.codedeps import core_files
-    from repro.methods import run_code
+    from repro.al.methods import run_code
+    from repro.spec.codedeps import core_files
 
-    assert set(core_files()) <= set(run_code("random")) and {"loop.py", "train.py", "tasks.py"} <= set(core_files())
-    assert "strategies/mcdal.py" in run_code("mcdal") and "strategies/mcdal.py" not in run_code("random")
-    assert "kcenter_mip.py" in run_code("coreset-robust") and "strategies/coreset.py" in run_code("coreset-robust")
-    assert "kcenter_mip.py" not in run_code("coreset")
+    assert set(core_files()) <= set(run_code("random")) and {"al/loop.py", "core/train.py", "core/tasks.py"} <= set(core_files())
+    assert "al/strategies/mcdal.py" in run_code("mcdal") and "al/strategies/mcdal.py" not in run_code("random")
+    assert "al/kcenter_mip.py" in run_code("coreset-robust")
+    assert "al/strategies/coreset.py" in run_code("coreset-robust") and "al/kcenter_mip.py" not in run_code("coreset")
 
 
 @pytest.mark.parametrize("method", ["egl", "egl-code"])
@@ -115,7 +115,7 @@ def test_egl_code_key_changes_with_dfal_and_not_with_mcdal(tmp_path, monkeypatch
     to a copy of the package that the key is computed from; the real files are untouched."""
     import shutil
 
-    from repro import methods
+    from repro.al import methods
 
     pkg = tmp_path / "repro"
     shutil.copytree(methods.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
@@ -127,9 +127,9 @@ def test_egl_code_key_changes_with_dfal_and_not_with_mcdal(tmp_path, monkeypatch
         f = pkg / rel
         f.write_bytes(f.read_bytes() + b"\n# edited\n")
 
-    edit("strategies/mcdal.py")
+    edit("al/strategies/mcdal.py")
     assert methods.code_sha256(method) == before, "editing mcdal.py must not rerun EGL"
-    edit("strategies/dfal.py")
+    edit("al/strategies/dfal.py")
     assert methods.code_sha256(method) != before, "editing dfal.py (bn_affine) must rerun EGL"
 
 
@@ -138,7 +138,7 @@ def test_per_run_imbalanced_subset(tmp_path):
     import numpy as np
 
     from repro.data.imbalance import imbalanced_indices
-    from repro.schema import ConfigError
+    from repro.spec.schema import ConfigError
 
     raw = tiny_params(tmp_path, methods=("random",), dataset="synthetic-cifar100", train_size=2000,
                       train_subset="mal-imbalanced")

@@ -1,4 +1,4 @@
-"""Property tests of the pure-math core (repro.losses)."""
+"""Property tests of the pure-math core (repro.al.losses)."""
 
 import math
 
@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro import losses
+from repro.al import losses
 
 
 @st.composite

@@ -1,4 +1,4 @@
-"""Property tests of the Methods-I math in repro.losses (each docstring cites the equation it implements)."""
+"""Property tests of the Methods-I math in repro.al.losses (each docstring cites the equation it implements)."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from repro import losses
+from repro.al import losses
 
 from .test_losses import prob_matrices
 

@@ -10,19 +10,19 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro import losses
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al import losses
+from repro.al.losses import mal as mal_losses
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.mal import MALOptions
+from repro.core.train import TrainContext, fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.imbalance import MAL_RATIOS, class_ratios, imbalanced_indices, kept_per_class
 from repro.data.pool import ActivePool
-from repro.losses import mal as mal_losses
 from repro.models import build_model, count_parameters
-from repro.nets.mal import CosineClassifier, Discriminator, Encoder, load_trunk, paper_modules
-from repro.schema import ConfigError, build
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.mal import MALOptions
-from repro.train import TrainContext, fit
+from repro.models.nets.mal import CosineClassifier, Discriminator, Encoder, load_trunk, paper_modules
+from repro.spec.params import Recipe
+from repro.spec.schema import ConfigError, build
 
 # --- parameter counts (supp. Sec. B; REFERENCE.md section 7) ----------------------------------------------
 

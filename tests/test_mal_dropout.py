@@ -6,11 +6,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from repro.config import load_params
-from repro.data.specs import get_spec
-from repro.methods import method_spec
+from repro.al.methods import method_spec
+from repro.al.strategies import build_strategy
 from repro.models import build_model
-from repro.strategies import build_strategy
+from repro.spec.datasets import get_spec
+from repro.spec.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

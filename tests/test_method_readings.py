@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from repro import losses
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al import losses
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
+from repro.al.strategies.dal import DALOptions
+from repro.al.strategies.egl import EGLOptions
+from repro.al.strategies.mc_dropout import VariationRatioOptions
+from repro.al.strategies.mcdal import MCDALOptions
+from repro.core.train import TrainingHook, fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.ads import ADSHook, ADSOptions, ADSStrategy
-from repro.strategies.dal import DALOptions
-from repro.strategies.egl import EGLOptions
-from repro.strategies.mc_dropout import VariationRatioOptions
-from repro.strategies.mcdal import MCDALOptions
-from repro.train import TrainingHook, fit
+from repro.spec.params import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_variation_ratio_mean_probability_reading_is_least_confidence_of_the_mea
     ctx = _lenet_context()
     cand = ctx.pool.unlabeled
     s = build_strategy("mc-variation-ratio", VariationRatioOptions(passes=7, reading="mean_probability"))
-    from repro.strategies.mc_dropout import mc_dropout_probs
+    from repro.al.strategies.mc_dropout import mc_dropout_probs
 
     expected = 1.0 - mc_dropout_probs(ctx, cand, 7).mean(0).max(1).values
     assert torch.allclose(s.score(ctx, cand), expected)
@@ -114,7 +114,7 @@ def test_variation_ratio_mean_probability_reading_is_least_confidence_of_the_mea
 
 def test_query_predictions_are_fp32(monkeypatch):
     """Acquisition scores never see bf16 logits, whatever the recipe's training precision."""
-    import repro.train as train
+    import repro.core.train as train
 
     seen = []
     real = train.autocast
@@ -181,7 +181,7 @@ def test_ads_table_rows_are_the_named_variants():
     run them must be those rows' options, and Table 2's max / min differ from "mean" only in the weight's entropy."""
     import dataclasses
 
-    from repro.methods import load_params, method_spec
+    from repro.al.methods import load_params, method_spec
 
     from .conftest import ROOT
 

@@ -6,18 +6,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.losses import select_topk
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
+from repro.al.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
+from repro.al.strategies.dfal import deepfool
+from repro.al.strategies.mcdal import MCDALOptions
+from repro.core.train import derive_seed, fit, predict
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.losses import select_topk
 from repro.models import build_model
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.ads import ADSHook, ADSOptions, ADSStrategy
-from repro.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
-from repro.strategies.dfal import deepfool
-from repro.strategies.mcdal import MCDALOptions
-from repro.train import derive_seed, fit, predict
+from repro.spec.params import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def _model(data, width=0.125, seed=0):
 def test_mcdal_heads_discrepancy_on_unlabeled_rises(data, monkeypatch):
     """Against a control whose heads minimise CE only (same task model: the heads do not touch it), the
     L_dis term (Eq. 3) leaves the heads disagreeing more on the unlabeled pool."""
-    from repro import losses
-    from repro.strategies.mcdal import MCDALHook, head_probs
+    from repro.al import losses
+    from repro.al.strategies.mcdal import MCDALHook, head_probs
 
     pool = ActivePool.initial("x", 300, 60, 0)
     recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=6, epoch_iterations=6)
@@ -60,7 +60,7 @@ def test_mcdal_heads_discrepancy_on_unlabeled_rises(data, monkeypatch):
 
 
 def test_mcdal_code_warmup_overshoots_base_rate():
-    from repro.strategies.mcdal import CodeWarmupHook
+    from repro.al.strategies.mcdal import CodeWarmupHook
 
     r = Recipe(optimizer="sgd", lr=0.1, batch_size=128, epochs=99, epoch_iterations=390, milestones=(30, 60, 80),
                gamma=0.2, warmup_epochs=1)
@@ -84,7 +84,7 @@ def test_ads_agreement_and_discrepancy_terms_move_disagreement(data, monkeypatch
     classifiers fixed) pulls them together."""
     import copy
 
-    from repro import losses
+    from repro.al import losses
 
     pool = ActivePool.initial("x", 300, 60, 0)
     strategy = ADSStrategy(ADSOptions())

@@ -1,4 +1,4 @@
-"""repro.metrics: Cityscapes mIoU over the whole set; VOC07 11-point and COCO 101-point mAP@0.5."""
+"""repro.core.metrics: Cityscapes mIoU over the whole set; VOC07 11-point and COCO 101-point mAP@0.5."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.detection import MeanAveragePrecision
 
-from repro.metrics import (
+from repro.core.metrics import (
     DetectionMeter,
     ImageBoxes,
     SegmentationMeter,

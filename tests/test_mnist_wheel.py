@@ -11,8 +11,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from repro.data import DatasetMissingError, load_dataset
-from repro.data import mnist_wheel as mw
+from repro.data.datasets import load_dataset
+from repro.data.loaders import mnist_wheel as mw
+from repro.data.loaders.real import DatasetMissingError
 from repro.data.validate import DataError
 
 from .test_data import assert_one_line, fake_spec

@@ -40,7 +40,7 @@ def test_width_multiplier_shrinks_and_dropout_option():
     m = build_model("resnet18", 10, 3, (32, 32), dropout=0.3)
     assert any(isinstance(x, torch.nn.Dropout) for x in m.head.modules())
     assert set(BACKBONES) == {"resnet18", "resnet18-imagenet", "vgg16", "lenet", "wrn28_2", "drn_d_22", "ssd300"}
-    from repro.config import BACKBONE_NAMES
+    from repro.spec.params import BACKBONE_NAMES
 
     assert set(BACKBONE_NAMES) == set(BACKBONES)  # params validate without importing torch
 
@@ -54,10 +54,10 @@ def test_method_parameter_counts_match_references():
     """MCDAL adds two Linear(512, 10) heads: 11,184,222 (REFERENCE.md section 7; paper Table 1: 11.19M)."""
     import numpy as np
 
-    from repro.config import Recipe
-    from repro.data import load_dataset
-    from repro.strategies import build_strategy
-    from repro.train import fit
+    from repro.al.strategies import build_strategy
+    from repro.core.train import fit
+    from repro.data.datasets import load_dataset
+    from repro.spec.params import Recipe
 
     data = load_dataset("synthetic-cifar10", train_size=8, test_size=2)
     counts = {}

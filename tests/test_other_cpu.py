@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import load_params
-from repro.determinism import CPU_KERNEL_ENV
-from repro.experiments import CurveFigure, panel
-from repro.loop import strip_volatile
-from repro.records import atomic_write_json
+from repro.al.loop import strip_volatile
+from repro.core.determinism import CPU_KERNEL_ENV
 from repro.report import regression
 from repro.report.curves import curve_summary
+from repro.spec.artifacts import CurveFigure, panel
+from repro.spec.params import load_params
+from repro.spec.records import atomic_write_json
 
 from .conftest import ROOT, tiny_params
 

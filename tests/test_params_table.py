@@ -2,8 +2,8 @@
 
 import pytest
 
-from repro import params_table
 from repro.cli import main
+from repro.tools import params_table
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +12,7 @@ def table():
 
 
 def test_every_registered_method_is_reported(table):
-    from repro.strategies import STRATEGIES
+    from repro.al.strategies import STRATEGIES
 
     assert {m for m, _, _ in table} == set(STRATEGIES)
 

@@ -7,10 +7,10 @@ import copy
 
 import pytest
 
-from repro.config import load_params
-from repro.methods import parse_params
+from repro.al.methods import parse_params
 from repro.report.claims import load_registries
 from repro.report.protocol import STATUSES, protocol_drift, status_rank
+from repro.spec.params import load_params
 
 from .conftest import ROOT, tiny_params
 

@@ -206,7 +206,7 @@ def test_missing_baseline_is_a_clear_error(tmp_path):
 
 
 def test_committed_baseline_covers_every_artifact_and_the_audit():
-    from repro.experiments import ARTIFACTS
+    from repro.spec.artifacts import ARTIFACTS
 
     base = ROOT / "reports" / "baseline"
     for key in ARTIFACTS:
@@ -232,8 +232,8 @@ def test_nightly_workflow_runs_the_nightly_session_and_uploads_reports():
 def test_a_curve_draws_a_group_under_its_name_with_a_fixed_member(tmp_path):
     """curves.py: the group's series is labeled by the group, its member (the first listed, although the other
     scores 5 points higher here) is metadata; each point names its values' seeds, which the nightly pairs by."""
-    from repro.experiments import CurveFigure, panel
     from repro.report.curves import build_curve_figure
+    from repro.spec.artifacts import CurveFigure, panel
 
     from .test_tables import _params
 

@@ -9,18 +9,18 @@ import pytest
 import torch
 import yaml
 
-from repro import loop
-from repro.determinism import (
+from repro.al import loop
+from repro.al.methods import parse_params
+from repro.core.determinism import (
     CUBLAS_WORKSPACE_CONFIG,
     apply_determinism,
     machine_class_sha256,
     mkl_version,
     resolve_threads,
 )
-from repro.methods import parse_params
-from repro.plan import run_is_done
-from repro.schema import ConfigError
-from repro.workers import run_parallel
+from repro.exec.plan import run_is_done
+from repro.exec.workers import run_parallel
+from repro.spec.schema import ConfigError
 
 from .conftest import tiny_params
 
@@ -39,7 +39,7 @@ def restore_run_settings(monkeypatch):
 
 
 def test_the_deterministic_knob_sets_the_flags(restore_run_settings):
-    torch.backends.cudnn.benchmark = True  # (what repro.device.model_layout sets on CUDA)
+    torch.backends.cudnn.benchmark = True  # (what repro.core.device.model_layout sets on CUDA)
     apply_determinism(True)
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

@@ -6,12 +6,12 @@ import json
 import pytest
 import yaml
 
-from repro import sampling
-from repro.experiments import ARTIFACTS
-from repro.methods import parse_params
+from repro.al.methods import parse_params
 from repro.report.audit import audit
 from repro.report.claims import load_registries
-from repro.report.sampling_table import build_sampling_table, paper_numbers
+from repro.spec.artifacts import ARTIFACTS
+from repro.tools import sampling
+from repro.tools.sampling_table import build_sampling_table, paper_numbers
 
 from .conftest import ROOT, tiny_params
 

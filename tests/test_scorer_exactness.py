@@ -23,16 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.losses import expected_gradient_length, select_topk
+from repro.al.strategies import QueryContext, build_strategy
+from repro.al.strategies.dfal import DFALOptions, deepfool
+from repro.al.strategies.egl import EGLOptions, _param_set, per_class_sq_norms
+from repro.core.train import fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.losses import expected_gradient_length, select_topk
 from repro.models import build_model
-from repro.strategies import QueryContext, build_strategy
-from repro.strategies.dfal import DFALOptions, deepfool
-from repro.strategies.egl import EGLOptions, _param_set, per_class_sq_norms
-from repro.train import fit
+from repro.spec.params import Recipe
 
 from .test_dfal_code import cleverhans_deepfool
 
@@ -40,7 +40,7 @@ RTOL = 1e-4  # fp32 sums in another order
 RTOL_DEEPFOOL = 1e-3  # the same, compounded over up to 40 DeepFool steps (seen: 1.2e-4)
 
 
-# --- the implementations replaced (repro/strategies/egl.py and dfal.py before issue 12) -----------------
+# --- the implementations replaced (repro/al/strategies/egl.py and dfal.py before issue 12) -----------------
 
 
 def _reference_egl_scores(ctx: QueryContext, candidates: np.ndarray, which: str) -> torch.Tensor:

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torchvision.ops import box_iou
 
-from repro.config import load_params, parse_params
 from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.ssd_augment import (
@@ -30,7 +29,8 @@ from repro.data.ssd_augment import (
     ssd_augment,
     to_canvas,
 )
-from repro.schema import ConfigError
+from repro.spec.params import load_params, parse_params
+from repro.spec.schema import ConfigError
 from tests.conftest import ROOT, tiny_params
 
 MEAN = (0.48235, 0.45882, 0.40784)

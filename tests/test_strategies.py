@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.strategies import STRATEGIES, BudgetError, QueryContext, build_strategy
+from repro.core.train import fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.strategies import STRATEGIES, BudgetError, QueryContext, build_strategy
-from repro.train import fit
+from repro.spec.params import Recipe
 
 POINTWISE = {n for n, cls in STRATEGIES.items() if cls.pointwise}  # capabilities, declared by each strategy
 # methods that query (the full-data reference, `full_pool`, trains on the whole pool and refuses to query)
@@ -150,7 +150,7 @@ def test_mc_strategies_need_dropout():
 
 
 def test_the_full_data_reference_refuses_to_query():
-    from repro.strategies import build_strategy
+    from repro.al.strategies import build_strategy
 
     strategy = build_strategy("upper-bound", STRATEGIES["upper-bound"].Options())
     with pytest.raises(RuntimeError, match="never queries"):

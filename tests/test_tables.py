@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from repro.experiments import CurveFigure, ProtocolTable, ResultsTable, panel
-from repro.methods import parse_params
+from repro.al.methods import parse_params
 from repro.report.audit import audit
 from repro.report.curves import build_curve_figure
 from repro.report.runs import RecordError
 from repro.report.tables import build_protocol_table, build_results_table
+from repro.spec.artifacts import CurveFigure, ProtocolTable, ResultsTable, panel
 
 from .conftest import tiny_params
 from .test_audit import _claim, _registry, _write_runs
@@ -109,7 +109,7 @@ def test_audit_compares_across_the_experiments_of_one_figure(tmp_path):
 
 
 def test_upper_bound_needs_a_single_whole_pool_stage(tmp_path):
-    from repro.schema import ConfigError
+    from repro.spec.schema import ConfigError
 
     raw = tiny_params(tmp_path, methods=("upper-bound",))
     with pytest.raises(ConfigError, match="whole pool"):

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro import loop
-from repro.tasks import get_task
+from repro.al import loop
+from repro.core.tasks import get_task
 
 from .conftest import ROOT, tiny_params
 

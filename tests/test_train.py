@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.core.train import BatchStream, TrainingHook, accuracy, fit, learning_rate
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.models import build_model
-from repro.train import BatchStream, TrainingHook, accuracy, fit, learning_rate
+from repro.spec.params import Recipe
 
 
 def _recipe(**kw):
@@ -90,7 +90,7 @@ def test_validation_split_restores_best_epoch(data):
     res = fit(m, data, np.arange(100), r, seed=0)
     assert res.best_epoch is not None and 2 <= res.best_epoch < 5
     # the loaded weights are the best epoch's: their validation accuracy is the recorded best
-    from repro.train import split_validation
+    from repro.core.train import split_validation
 
     _, val = split_validation(np.arange(100), 0.2, 0)
     aug = Augmenter((), data.spec.mean, data.spec.std, "cpu")
@@ -183,7 +183,7 @@ def _logit_dtypes(model):
 def test_bf16_cpu_is_opt_in_and_trains_only(grouped):
     """On a CPU the training steps run in fp32 unless the recipe opts in with bf16_cpu; with it they run under bf16
     autocast (lone runs and lockstep groups alike), while validation and evaluation stay fp32."""
-    from repro.lockstep import TrainRequest, fit_group
+    from repro.exec.lockstep import TrainRequest, fit_group
 
     d = load_dataset("synthetic-mnist", train_size=120, test_size=40)
     trained = {}
@@ -210,7 +210,7 @@ def test_bf16_cpu_is_opt_in_and_trains_only(grouped):
 
 def test_no_profile_opts_into_bf16_on_cpu():
     """bf16 training on a CPU changes rounding: no recipe of either profile turns it on."""
-    from repro.config import load_params
+    from repro.spec.params import load_params
 
     for profile in ("smoke", "paper"):
         params = load_params(profile=profile)

@@ -11,19 +11,19 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro.config import Recipe
-from repro.data import load_dataset
+from repro.al.losses import select_topk
+from repro.al.losses import vae as vl
+from repro.al.strategies import STRATEGIES, QueryContext, build_strategy
+from repro.al.strategies.sraal import SRAALHook, stepwise_decay
+from repro.al.strategies.vaal import discriminator_probability, latent_means
+from repro.core.train import TrainContext, fit
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.data.specs import get_spec
-from repro.losses import select_topk
-from repro.losses import vae as vl
 from repro.models import build_model, count_parameters
-from repro.nets.vae import ConvVAE, LatentDiscriminator, SplitLatentVAE, VAEOutput
-from repro.strategies import STRATEGIES, QueryContext, build_strategy
-from repro.strategies.sraal import SRAALHook, stepwise_decay
-from repro.strategies.vaal import discriminator_probability, latent_means
-from repro.train import TrainContext, fit
+from repro.models.nets.vae import ConvVAE, LatentDiscriminator, SplitLatentVAE, VAEOutput
+from repro.spec.datasets import get_spec
+from repro.spec.params import Recipe
 
 from .test_strategies import trained_context
 
@@ -351,7 +351,7 @@ def test_feature_vae_trains_on_a_batch_of_one():
     """VAAL + TF: a last partial batch of a single example must not break training (no BatchNorm)."""
     import torch
 
-    from repro.nets.vae import FeatureVAE
+    from repro.models.nets.vae import FeatureVAE
 
     vae = FeatureVAE(16, latent_dim=4).train()
     out = vae(torch.randn(1, 16))

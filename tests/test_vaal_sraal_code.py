@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repro.config import Recipe, load_params
-from repro.data import load_dataset
+from repro.al.methods import method_spec
+from repro.al.strategies import STRATEGIES, QueryContext, build_strategy
 from repro.data.augment import Augmenter
+from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
-from repro.methods import method_spec
-from repro.nets.vae import ConvVAE, LatentDiscriminator
-from repro.strategies import STRATEGIES, QueryContext, build_strategy
+from repro.models.nets.vae import ConvVAE, LatentDiscriminator
+from repro.spec.params import Recipe, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

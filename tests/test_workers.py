@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from repro import loop
-from repro.methods import parse_params
-from repro.workers import default_jobs, run_parallel
+from repro.al import loop
+from repro.al.methods import parse_params
+from repro.exec.workers import default_jobs, run_parallel
 
 from .conftest import tiny_params
 

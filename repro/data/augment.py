@@ -30,9 +30,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from repro.data.specs import CROP_SIZE, RESIZE_SIZE
 from repro.data.ssd_augment import ssd_augment
-from repro.recipe import (  # AUGMENTATIONS: also the order applied
+from repro.spec.datasets import CROP_SIZE, RESIZE_SIZE
+from repro.spec.recipe import (  # AUGMENTATIONS: also the order applied
     AUGMENTATIONS,
     FRAME_CROPS,
     TASK_AUGMENTATIONS,

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from repro.data.host_frames import hold
-from repro.data.real import load_real
-from repro.data.specs import DatasetSpec, get_spec
+from repro.data.loaders.real import load_real
 from repro.data.synthetic import make_synthetic
 from repro.data.validate import validate
+from repro.spec.datasets import DatasetSpec, get_spec
 
 DIGITS_SOURCE = "scikit-learn's bundled digits (sklearn.datasets.load_digits)"
 
@@ -35,7 +35,7 @@ class ImageData:
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
             raise ValueError("images and labels differ in length")
         if self.spec.task != "classification":
-            from repro.tasks import get_task
+            from repro.core.tasks import get_task
 
             task = get_task(self.spec.task)
             task.check_targets(self.train_y, len(self.train_x), self.spec.num_classes, f"{self.spec.name} train")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repro.seeding import derive_seed
+from repro.core.seeding import derive_seed
 
 MAL_RATIOS = tuple(10.0 ** e for e in (-2.0, -1.5, -1.0, -0.5, 0.0))
 

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from repro.seeding import derive_seed
+from repro.core.seeding import derive_seed
 
 
 def indices_sha256(indices) -> str:

@@ -13,7 +13,7 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-from repro.data.specs import DatasetSpec
+from repro.spec.datasets import DatasetSpec
 
 
 def _smooth(gen: torch.Generator, n: int, c: int, h: int, w: int, low: int = 4) -> torch.Tensor:

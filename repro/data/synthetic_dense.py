@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from repro.data.specs import IGNORE_INDEX, DatasetSpec
+from repro.spec.datasets import IGNORE_INDEX, DatasetSpec
 
 CHUNK = 256  # images rendered at once
 MAX_SHAPES = 6  # segmentation: shapes per image (2..MAX_SHAPES)
@@ -239,7 +239,7 @@ TASK_GENERATORS = {"segmentation": _segmentation, "detection": _detection}
 
 def make_synthetic_dense(spec: DatasetSpec, train_size: int, test_size: int) -> Parts:
     """(train_x uint8 (N, C, H, W), train_y, test_x, test_y) of a segmentation or detection stand-in at spec's
-    (height, width); targets in the task's format (repro/data/specs.py). Same inputs, same tensors."""
+    (height, width); targets in the task's format (repro/spec/datasets.py). Same inputs, same tensors."""
     if spec.task not in TASK_GENERATORS:
         raise ValueError(f"{spec.name}: task {spec.task!r} has no dense generator; allowed: {list(TASK_GENERATORS)}")
     looks = class_looks(spec)

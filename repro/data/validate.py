@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from repro.data.specs import DatasetSpec
+from repro.spec.datasets import DatasetSpec
 
 # What parsing a damaged or foreign file raises (pickle, numpy's zip reader, torchvision's idx reader, PIL).
 READ_ERRORS: tuple[type[BaseException], ...] = (

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from repro.seeding import derive_seed
+from repro.core.seeding import derive_seed
 
 
 class ModelOutput(NamedTuple):
@@ -37,7 +37,7 @@ class Backbone(nn.Module):
 
 class RunDropout(nn.Dropout):
     """nn.Dropout whose training masks are drawn from the run's own generator (`generator`, set by the trainer),
-    so a run's masks do not depend on what else the process does and a lockstep group (repro.lockstep) can draw
+    so a run's masks do not depend on what else the process does and a lockstep group (repro.exec.lockstep) can draw
     the very same masks per run outside vmap and hand them in (`mask`). Without either: nn.Dropout."""
 
     generator: torch.Generator | None = None

@@ -22,7 +22,7 @@ feature maps: 96 -> 12, 6, 3, 2, 1, 1; 64 -> 8, 4, 2, 1, 1, 1 (300 -> SSD300's 3
 boxes: the same VOC scales and aspect ratios, centred on each map's own grid (SSD300's steps are tied to 300).
 
 `SSDNet` bypasses torchvision's GeneralizedRCNNTransform: inputs are already-normalised (N, 3, S, S) batches
-(SSD_MEAN / SSD_STD in repro/data/specs.py is that transform's normalisation), targets are already in input
+(SSD_MEAN / SSD_STD in repro/spec/datasets.py is that transform's normalisation), targets are already in input
 pixels, and the backbone, head, anchors, matcher, loss and post-processing are called directly.
 """
 

@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repro.config import Params
-from repro.records import atomic_write_json, atomic_write_text, git_commit
 from repro.report.audit_markdown import render_markdown  # noqa: F401  (re-exported: the audit's Markdown)
 from repro.report.claims import NUMERIC_KINDS, load_registries
 from repro.report.evidence import (
@@ -49,6 +47,8 @@ from repro.report.stats import (
     select_stages,
     unit_summary,
 )
+from repro.spec.params import Params
+from repro.spec.records import atomic_write_json, atomic_write_text, git_commit
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not comparable")
 

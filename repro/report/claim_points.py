@@ -4,7 +4,7 @@ states (`labeled_fraction` or a `labeled` count)."""
 
 from __future__ import annotations
 
-from repro.config import Params
+from repro.spec.params import Params
 
 
 def claim_points(registry: dict, drawn: set[tuple[str, str]], paper_params: Params) -> list[dict]:

@@ -10,7 +10,7 @@ bandwidth, features L2-normalised first so the numbers compare across methods an
 aligned. It is the mean +/- sd over every seed of the experiment; the paired difference of each method minus the
 baseline (the LAST method of the figure) over the seeds that share an initial pool is reported beside it.
 
-The features come from the loop (`repro.loop.stage_features`, for the experiment's `features_of` methods):
+The features come from the loop (`repro.al.loop.stage_features`, for the experiment's `features_of` methods):
 `results/<experiment>/<method>/seed<k>.features.npz`, arrays `stage<s>_{features,indices,labels,labeled,
 labeled_sha256}` and `params_sha256`. This module imports no torch.
 """
@@ -29,14 +29,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from repro.config import Params  # noqa: E402
-from repro.experiments import EmbeddingFigure  # noqa: E402
-from repro.records import atomic_write_json, git_commit  # noqa: E402
 from repro.report.plotting import save_figure  # noqa: E402
 from repro.report.runs import RecordError, load_records  # noqa: E402
 from repro.report.stats import t_interval  # noqa: E402
+from repro.spec.artifacts import EmbeddingFigure  # noqa: E402
+from repro.spec.params import Params  # noqa: E402
+from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
 
-FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")  # per stage (repro.loop.FEATURE_FIELDS)
+FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")  # per stage (repro.al.loop.FEATURE_FIELDS)
 TSNE_PERPLEXITY = 30.0  # the usual value for ~1,000 points (van der Maaten & Hinton 2008 suggest 5-50)
 TSNE_RANDOM_STATE = 0
 
@@ -101,7 +101,7 @@ def _mean_sd(values) -> tuple[float, float | None]:
 # ---- reading the runs' features -------------------------------------------------------------------------------
 
 def features_file(record: dict) -> Path:
-    """The features file beside a run record (`repro.loop.features_path`)."""
+    """The features file beside a run record (`repro.al.loop.features_path`)."""
     path = Path(record["_path"])
     return path.with_name(f"{path.stem}.features.npz")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repro.config import Params
 from repro.report.claim_points import stage_of
 from repro.report.claims import CURVE_METRICS
 from repro.report.evidence import Evidence, Judgement, NotComparable, gates_for, metric_column, provenance_of
 from repro.report.stats import ALPHA, Band, Sample, Unit, claim_seeds_needed, unit_summary
+from repro.spec.params import Params
 
 
 def numeric_tolerance(claim: dict) -> float:
@@ -145,12 +145,10 @@ def judge_parameters(claim: dict, where: dict, table_json: Path | None = None) -
     contradicted."""
     global _PARAMETER_ROWS
     if _PARAMETER_ROWS is None:
-        if table_json is not None and table_json.is_file():  # the `parameters` stage's output (no torch here)
-            table = json.loads(table_json.read_text())["rows"]
-        else:
-            from repro.params_table import rows
-
-            table = rows()
+        if table_json is None or not table_json.is_file():  # the `parameters` stage's output (no torch here)
+            raise NotComparable(f"{table_json or 'reports/parameters.json'} is absent: run "
+                                f"`python -m repro params --json reports/parameters.json` (the dvc stage `parameters`)")
+        table = json.loads(table_json.read_text())["rows"]
         _PARAMETER_ROWS = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in table}
     key = (where["method"], where["setting"], where["module"])
     if key not in _PARAMETER_ROWS:

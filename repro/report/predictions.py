@@ -1,6 +1,6 @@
 """Prediction figures (ADS Fig. 7): the images a method's first query picked, with each adversarial classifier's
 detections drawn over them (redder = higher score), from the run's `predictions_of` file
-(results/<experiment>/<method>/seed<k>.predictions.npz, written by `repro.loop`). The JSON beside the PNG lists
+(results/<experiment>/<method>/seed<k>.predictions.npz, written by `repro.al.loop`). The JSON beside the PNG lists
 every drawn box and, per image, how far the two classifiers disagree (the mean |score difference| of their best
 boxes, the discrepancy ADS selects by)."""
 
@@ -15,17 +15,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from repro.config import Params  # noqa: E402
-from repro.experiments import PredictionFigure  # noqa: E402
-from repro.records import atomic_write_json, git_commit  # noqa: E402
 from repro.report.plotting import save_figure  # noqa: E402
 from repro.report.runs import RecordError  # noqa: E402
+from repro.spec.artifacts import PredictionFigure  # noqa: E402
+from repro.spec.params import Params  # noqa: E402
+from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
 
 CLASSIFIERS = ("c1", "c2")
 
 
 def predictions_file(params: Params, fig: PredictionFigure) -> Path:
-    """= repro.loop.predictions_path (named here without importing torch; a test checks they agree)."""
+    """= repro.al.loop.predictions_path (named here without importing torch; a test checks they agree)."""
     return Path(params.results_dir) / fig.experiment / fig.method / f"seed{fig.seed}.predictions.npz"
 
 

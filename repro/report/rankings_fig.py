@@ -13,11 +13,11 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import rankdata, spearmanr  # noqa: E402
 
-from repro.config import Params  # noqa: E402
-from repro.experiments import RankingFigure  # noqa: E402
-from repro.records import atomic_write_json, git_commit  # noqa: E402
 from repro.report.plotting import save_figure  # noqa: E402
 from repro.report.runs import RecordError  # noqa: E402
+from repro.spec.artifacts import RankingFigure  # noqa: E402
+from repro.spec.params import Params  # noqa: E402
+from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
 
 
 def load_scores(params: Params, rankings: str) -> dict[int, dict[str, np.ndarray]]:

@@ -41,7 +41,9 @@ def check_record(params, rec: dict, experiment: str, method: str, seed: int) -> 
         if rec.get(key) != want:
             raise RecordError(f"{path}: its {key} is {rec.get(key)!r}, but its path says {want!r} (a moved or copied record)")
     have = (rec.get("provenance") or {}).get("params_raw_sha256")
-    from repro.fingerprint import raw_run_hash  # the raw params the run read (no strategy registry, no torch)
+    from repro.spec.fingerprint import (
+        raw_run_hash,  # the raw params the run read (no strategy registry, no torch)
+    )
 
     want_hash = raw_run_hash(params, experiment, method)
     if have != want_hash:

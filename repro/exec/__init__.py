@@ -1,0 +1,1 @@
+"""Execution back-ends: workers, lockstep groups, DDP, Slurm arrays, planning and budgets."""

@@ -1,0 +1,1 @@
+"""Run specification: params, dataset and artifact registries, fingerprints, records (torch-free)."""

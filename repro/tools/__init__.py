@@ -1,0 +1,1 @@
+"""Developer tools: dvc.yaml generation, the parameter table, benchmarks, sampling time."""
