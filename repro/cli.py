@@ -51,9 +51,12 @@ def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
     from repro.al import loop
+    from repro.al import methods as methods_module
+    from repro.core import distributed
     from repro.core.determinism import apply_run_settings
-    from repro.exec import distributed, executors
+    from repro.exec import executors, lockstep
     from repro.exec.plan import describe_plan
+    from repro.spec import layout
     from repro.spec.schema import ConfigError
 
     params = _params(args)
@@ -75,7 +78,7 @@ def cmd_run(args) -> int:
 
     def done_line(method: str, seed: int, last: dict) -> str:
         return (f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
-                f"at {last['labeled']} labeled -> {loop.record_path(params, args.experiment, method, seed)}")
+                f"at {last['labeled']} labeled -> {layout.record_path(params, args.experiment, method, seed)}")
 
     if writer:
         print(describe_plan(params, args.experiment, runs), flush=True)
@@ -85,7 +88,7 @@ def cmd_run(args) -> int:
 
     if distributed.launched():  # torchrun: every rank runs every run, training data-parallel inside each
         try:
-            distributed.check_default_steps(params, args.experiment, methods)
+            methods_module.check_default_steps(params, args.experiment, methods)
             device = distributed.init_process_group_from_env(resolve_device(params.device))
             data = loop.load_experiment_data(params, args.experiment, device)
             for method, seed in runs:
@@ -119,7 +122,7 @@ def cmd_run(args) -> int:
             return 1
         runs = [r for r in runs if r not in todo]  # the ones done before re-emit their records below
     jobs = 1 if array is not None else args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
-    from repro.exec.lockstep import grouping_enabled
+    from repro.core.train import grouping_enabled
 
     grouped = grouping_enabled(params.group_runs, resolve_device(params.device))
     if jobs > 1 and len(todo) > 1:
@@ -133,7 +136,7 @@ def cmd_run(args) -> int:
         runs = [r for r in runs if r not in todo]  # the finished ones re-emit their records below
     data = loop.load_experiment_data(params, args.experiment) if runs else None
     if grouped and len(runs) > 1:  # lockstep groups (params' group_runs)
-        for rec in loop.run_group(params, args.experiment, runs, data=data, progress=not args.quiet):
+        for rec in lockstep.run_group(params, args.experiment, runs, data=data, progress=not args.quiet):
             tqdm.write(done_line(rec["method"], rec["seed"], rec["stages"][-1]))
         return 0
     for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet or not runs):
@@ -362,10 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
 def user_error_line(e: BaseException) -> str | None:
     """The one `error: ...` line for a user error (bad params, data, records, names, paths); None for a bug."""
     from repro.al.strategies import BudgetError
-    from repro.data.loaders.real import DatasetMissingError
+    from repro.data.loaders.common import DatasetMissingError
     from repro.data.validate import DataError
     from repro.report.claims import RegistryError
-    from repro.report.runs import RecordError
+    from repro.spec.runs import RecordError
     from repro.spec.schema import ConfigError
 
     if isinstance(e, ConfigError):

@@ -13,15 +13,9 @@ from repro.al.methods import load_params, parse_params, run_hash
 from repro.report import numeric_claims
 from repro.report.audit import audit, render_markdown
 from repro.report.claims import RegistryError, load_registries, validate_registry
-from repro.report.runs import (
-    RecordError,
-    check_pool_identity,
-    load_records,
-    paired_differences,
-    resolve_groups,
-    stages_frame,
-)
+from repro.report.runs import paired_differences, resolve_groups, stages_frame
 from repro.spec.fingerprint import raw_run_hash
+from repro.spec.runs import RecordError, check_pool_identity, load_records
 from repro.tools import params_table
 
 from .conftest import ROOT, tiny_params

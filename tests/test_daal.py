@@ -12,22 +12,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 from repro.al.losses import daal as L
+from repro.al.losses.daal_alg1 import alg1_losses, alg1_update, representativeness_terms
 from repro.al.methods import run_code
 from repro.al.strategies import STRATEGIES, QueryContext, build_strategy
-from repro.core.train import fit, predict
+from repro.core.infer import predict
+from repro.core.train import fit
 from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
-from repro.models.nets.daal import (
-    Discriminator,
-    FeatureStandardiser,
-    FeatureVAE,
-    ScoreNet,
-    alg1_losses,
-    alg1_update,
-    representativeness_terms,
-)
+from repro.models.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE, ScoreNet
 from repro.models.wrn import WideResNet28_2
 from repro.spec.params import Recipe
 

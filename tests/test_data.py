@@ -13,7 +13,8 @@ from PIL import Image
 
 from repro.data import datasets as datasets_module
 from repro.data.datasets import load_dataset
-from repro.data.loaders.real import DatasetMissingError, load_real, real_dataset_present
+from repro.data.loaders.common import DatasetMissingError
+from repro.data.loaders.real import load_real, real_dataset_present
 from repro.data.validate import DataError, validate
 from repro.spec.datasets import DATASETS, EMBEDDED, REAL, get_spec
 

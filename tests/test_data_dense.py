@@ -12,6 +12,7 @@ from PIL import Image
 
 from repro.data.datasets import _subsample
 from repro.data.loaders import dense as dense_real
+from repro.data.loaders.common import DatasetMissingError
 from repro.data.loaders.dense import (
     CITYSCAPES_LUT,
     VOC_CLASSES,
@@ -19,7 +20,6 @@ from repro.data.loaders.dense import (
     load_dense_real,
     validate_dense,
 )
-from repro.data.loaders.real import DatasetMissingError
 from repro.data.synthetic_dense import make_synthetic_dense, smooth_fields
 from repro.data.validate import DataError
 from repro.spec.datasets import DATASETS, IGNORE_INDEX, REAL, get_spec

@@ -13,7 +13,8 @@ from PIL import Image
 from repro.data.augment import AUGMENTATIONS, Augmenter, center_crop, normalize, random_crop_to
 from repro.data.datasets import _subsample
 from repro.data.loaders import large
-from repro.data.loaders.real import DatasetMissingError, load_real, real_dataset_present
+from repro.data.loaders.common import DatasetMissingError
+from repro.data.loaders.real import load_real, real_dataset_present
 from repro.data.validate import DataError
 from repro.spec.datasets import DATASETS, REAL, get_spec
 

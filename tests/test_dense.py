@@ -26,6 +26,7 @@ from repro.data.augment import Augmenter, flip_targets
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
+from repro.spec import layout
 from repro.spec.params import parse_params
 from repro.spec.recipe import Recipe
 from repro.spec.schema import ConfigError
@@ -74,7 +75,7 @@ def test_every_detection_method_runs_through_the_loop(tmp_path, method):
         from repro.spec.artifacts import PredictionFigure
 
         fig = PredictionFigure("ads", "x", "tiny", "ads", "t")
-        assert predictions_file(params, fig) == loop.predictions_path(params, "tiny", "ads", 0)
+        assert predictions_file(params, fig) == layout.predictions_path(params, "tiny", "ads", 0)
         arrays = load_predictions(params, fig)
         assert arrays["images"].shape[0] == 6 and arrays["c1_boxes"].shape == (6, 30, 4)
         assert ((arrays["c2_scores"] > 0.3) | (arrays["c2_scores"] == -1)).all()

@@ -13,9 +13,9 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from repro.core.train import TrainingHook, fit
+from repro.core import distributed
+from repro.core.train import DataParallelHook, TrainingHook, fit
 from repro.data.datasets import load_dataset
-from repro.exec import distributed
 from repro.models import build_model
 from repro.spec.params import Recipe
 
@@ -97,8 +97,8 @@ def test_hooks_with_their_own_step_refuse_data_parallel_training():
             return ctx.default_step(x, y)
 
     with pytest.raises(ValueError, match="OwnStep has its own training_step"):
-        distributed.DataParallelHook(OwnStep(), 16, world_size=2)
-    assert distributed.DataParallelHook(TrainingHook(), 16, world_size=2).world_size == 2
+        DataParallelHook(OwnStep(), 16, world_size=2)
+    assert DataParallelHook(TrainingHook(), 16, world_size=2).world_size == 2
 
 
 def test_outside_torchrun_one_process_writes(monkeypatch):

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from repro.al import loop
 from repro.data.pool import ActivePool
 from repro.report import embedding
-from repro.report.runs import RecordError
+from repro.spec import layout
 from repro.spec.artifacts import EmbeddingFigure
 from repro.spec.params import parse_params
+from repro.spec.runs import RecordError
 
 from .conftest import ROOT, tiny_params
 
@@ -108,10 +109,10 @@ def test_feature_sample_is_capped_seeded_and_flagged():
 def test_features_of_run_saves_every_stage_and_leaves_the_record_alone(tmp_path):
     params = _params(tmp_path / "a", methods=("ads-baseline", "random"), features_of=("ads-baseline",))
     rec = loop.run(params, "tiny", "ads-baseline", 0, progress=False)
-    z = _npz(loop.features_path(params, "tiny", "ads-baseline", 0))
+    z = _npz(layout.features_path(params, "tiny", "ads-baseline", 0))
     assert str(z["params_sha256"]) == rec["provenance"]["params_sha256"]
     data = loop.load_experiment_data(params, "tiny")
-    final = set(json.loads((loop.checkpoint_dir(params, "tiny", "ads-baseline", 0) / "state.json").read_text())["labeled"])
+    final = set(json.loads((layout.checkpoint_dir(params, "tiny", "ads-baseline", 0) / "state.json").read_text())["labeled"])
     for s in rec["stages"]:
         k = s["stage"]
         feats, idx, lab = z[f"stage{k}_features"], z[f"stage{k}_indices"], z[f"stage{k}_labeled"]
@@ -121,14 +122,14 @@ def test_features_of_run_saves_every_stage_and_leaves_the_record_alone(tmp_path)
         assert set(idx[lab].tolist()) <= final
         assert np.array_equal(z[f"stage{k}_labels"], data.train_y.numpy()[idx])
     assert not any(f"stage{len(rec['stages'])}" in key for key in z)
-    assert embedding.features_file({**rec, "_path": str(loop.record_path(params, "tiny", "ads-baseline", 0))}) == \
-        loop.features_path(params, "tiny", "ads-baseline", 0)
+    assert embedding.features_file({**rec, "_path": str(layout.record_path(params, "tiny", "ads-baseline", 0))}) == \
+        layout.features_path(params, "tiny", "ads-baseline", 0)
     # a method not in features_of saves nothing, and saving features changes nothing else of a run
     other = loop.run(params, "tiny", "random", 0, progress=False)
-    assert not loop.features_path(params, "tiny", "random", 0).exists()
+    assert not layout.features_path(params, "tiny", "random", 0).exists()
     plain = _params(tmp_path / "b", methods=("ads-baseline", "random"), features_of=())
     assert loop.strip_volatile(loop.run(plain, "tiny", "ads-baseline", 0, progress=False)) == loop.strip_volatile(rec)
-    assert not loop.features_path(plain, "tiny", "ads-baseline", 0).exists()
+    assert not layout.features_path(plain, "tiny", "ads-baseline", 0).exists()
     assert loop.strip_volatile(loop.run(plain, "tiny", "random", 0, progress=False)) == loop.strip_volatile(other)
 
 
@@ -138,10 +139,10 @@ def test_killed_run_keeps_the_finished_stages_features(tmp_path):
     that lost them starts over: every way ends with the uninterrupted run's features."""
     full_params = _params(tmp_path / "full")
     loop.run(full_params, "tiny", "random", 0, progress=False)
-    full = _npz(loop.features_path(full_params, "tiny", "random", 0))
+    full = _npz(layout.features_path(full_params, "tiny", "random", 0))
 
     params = _params(tmp_path / "b")
-    out, ckpt = loop.features_path(params, "tiny", "random", 0), loop.checkpoint_dir(params, "tiny", "random", 0)
+    out, ckpt = layout.features_path(params, "tiny", "random", 0), layout.checkpoint_dir(params, "tiny", "random", 0)
     with pytest.raises(loop.StopAfterStage):
         loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
     assert {k.partition("_")[0] for k in _npz(out)} == {"params", "stage0"}
@@ -157,12 +158,12 @@ def test_killed_run_keeps_the_finished_stages_features(tmp_path):
     assert all(np.array_equal(resumed[k], full[k]) for k in full)
 
     params = _params(tmp_path / "c")
-    ckpt = loop.checkpoint_dir(params, "tiny", "random", 0)
+    ckpt = layout.checkpoint_dir(params, "tiny", "random", 0)
     with pytest.raises(loop.StopAfterStage):
         loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
     (ckpt / "features.npz").unlink()  # a finished stage's features lost: the run starts over
     loop.run(params, "tiny", "random", 0, progress=False)
-    again = _npz(loop.features_path(params, "tiny", "random", 0))
+    again = _npz(layout.features_path(params, "tiny", "random", 0))
     assert again.keys() == full.keys() and all(np.array_equal(again[k], full[k]) for k in full)
 
 
@@ -215,7 +216,7 @@ def test_missing_or_short_features_are_clear_errors(tiny_runs, tmp_path):
     assert embedding.embedding_summary(tiny_runs, _fig(stages=(0, 3)))["stages"] == [0]
     with pytest.raises(RecordError, match="none of stages"):
         embedding.embedding_summary(tiny_runs, _fig(stages=(3, 4)))
-    path = loop.features_path(tiny_runs, "tiny", "random", 1)
+    path = layout.features_path(tiny_runs, "tiny", "random", 1)
     kept = tmp_path / "kept.npz"
     shutil.copy(path, kept)
     try:

@@ -5,17 +5,11 @@ import pytest
 import torch
 
 from repro.al import loop
-from repro.core.train import TrainingHook, fit
+from repro.core.train import TrainingHook, TrainRequest, fit
 from repro.data.datasets import ImageData
 from repro.data.synthetic import make_synthetic
-from repro.exec.lockstep import (
-    TrainRequest,
-    auto_group_size,
-    fit_group,
-    groupable,
-    memory_group_size,
-    training_state_bytes,
-)
+from repro.exec import lockstep
+from repro.exec.lockstep import auto_group_size, fit_group, groupable, memory_group_size, training_state_bytes
 from repro.models import build_model
 from repro.spec.datasets import get_spec
 from repro.spec.params import parse_params
@@ -128,7 +122,7 @@ def test_run_group_records_match_lone_runs(tmp_path):
     lone = parse_params(raw)
     expected = {(m, s): loop.run(lone, "tiny", m, s, progress=False) for m in ("random", "mcdal") for s in (0, 1)}
     grouped = parse_params({**tiny_params(tmp_path / "grouped", methods=("random", "mcdal")), "group_runs": 4})
-    got = {(r["method"], r["seed"]): r for r in loop.run_group(grouped, "tiny", list(expected), progress=False)}
+    got = {(r["method"], r["seed"]): r for r in lockstep.run_group(grouped, "tiny", list(expected), progress=False)}
     assert set(got) == set(expected)
     for s in (0, 1):
         a, b = expected[("random", s)], got[("random", s)]
@@ -138,7 +132,7 @@ def test_run_group_records_match_lone_runs(tmp_path):
         assert "train_group" not in a["stages"][0]
         assert loop.strip_volatile(got[("mcdal", s)]) == loop.strip_volatile(expected[("mcdal", s)])
     # resuming: every record is already there, nothing trains again
-    again = {(r["method"], r["seed"]) for r in loop.run_group(grouped, "tiny", list(expected), progress=False)}
+    again = {(r["method"], r["seed"]) for r in lockstep.run_group(grouped, "tiny", list(expected), progress=False)}
     assert again == set(expected)
 
 

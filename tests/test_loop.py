@@ -5,6 +5,7 @@ import json
 import pytest
 
 from repro.al import loop
+from repro.spec import layout
 from repro.spec.params import parse_params
 
 from .conftest import tiny_params
@@ -13,7 +14,7 @@ from .conftest import tiny_params
 def test_tiny_run_writes_a_complete_record(tmp_path):
     params = parse_params(tiny_params(tmp_path))
     rec = loop.run(params, "tiny", "entropy", 0, progress=False)
-    path = loop.record_path(params, "tiny", "entropy", 0)
+    path = layout.record_path(params, "tiny", "entropy", 0)
     assert json.loads(path.read_text())["stages"] == rec["stages"]
     assert [s["labeled"] for s in rec["stages"]] == [20, 40, 60]
     assert [round(s["labeled_fraction"], 3) for s in rec["stages"]] == [0.1, 0.2, 0.3]
@@ -39,8 +40,8 @@ def test_killed_run_resumes_to_the_same_record(tmp_path):
     params_b = parse_params(tiny_params(tmp_path / "b"))
     with pytest.raises(loop.StopAfterStage):
         loop.run(params_b, "tiny", "entropy", 0, progress=False, stop_after_stage=0)
-    assert not loop.record_path(params_b, "tiny", "entropy", 0).exists()
-    state = json.loads((loop.checkpoint_dir(params_b, "tiny", "entropy", 0) / "state.json").read_text())
+    assert not layout.record_path(params_b, "tiny", "entropy", 0).exists()
+    state = json.loads((layout.checkpoint_dir(params_b, "tiny", "entropy", 0) / "state.json").read_text())
     assert state["next_stage"] == 1
     resumed = loop.run(params_b, "tiny", "entropy", 0, progress=False)
     assert loop.strip_volatile(resumed) == loop.strip_volatile(full)
@@ -88,7 +89,7 @@ def test_killed_run_resumes_carried_over_method_modules(tmp_path, monkeypatch):
     params_b = parse_params(tiny_params(tmp_path / "b", methods=("mcdal",)))
     with pytest.raises(loop.StopAfterStage):
         loop.run(params_b, "tiny", "mcdal", 0, progress=False, stop_after_stage=0)
-    ckpt = loop.checkpoint_dir(params_b, "tiny", "mcdal", 0)
+    ckpt = layout.checkpoint_dir(params_b, "tiny", "mcdal", 0)
     assert (ckpt / "model.pt").is_file() and (ckpt / "method_state.pt").is_file()
     import torch
 
@@ -147,7 +148,7 @@ def test_per_run_imbalanced_subset(tmp_path):
     recs = [loop.run(params, "tiny", "random", s, data=data, progress=False) for s in (0, 1)]
     sizes = [len(imbalanced_indices(data.train_y.numpy(), s)) for s in (0, 1)]
     assert [r["pool_size"] for r in recs] == sizes and sizes[0] < 2000
-    labeled = [np.asarray(json.loads(loop.checkpoint_dir(params, "tiny", "random", s).joinpath("state.json")
+    labeled = [np.asarray(json.loads(layout.checkpoint_dir(params, "tiny", "random", s).joinpath("state.json")
                                      .read_text())["labeled"]) for s in (0, 1)]
     assert all(lab.max() < n for lab, n in zip(labeled, sizes))
     raw["experiments"]["tiny"]["dataset"] = "synthetic-cifar10"

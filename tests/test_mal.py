@@ -20,6 +20,7 @@ from repro.data.datasets import load_dataset
 from repro.data.imbalance import MAL_RATIOS, class_ratios, imbalanced_indices, kept_per_class
 from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
+from repro.models.nets import mal as mal_nets
 from repro.models.nets.mal import CosineClassifier, Discriminator, Encoder, load_trunk, paper_modules
 from repro.spec.params import Recipe
 from repro.spec.schema import ConfigError, build
@@ -52,7 +53,7 @@ def _randn(seed: int, *shape) -> torch.Tensor:
 def test_grad_reverse_is_identity_forward_and_minus_coeff_grad_backward(seed, n, d, coeff):
     x = _randn(seed, n, d).requires_grad_()
     w = _randn(seed + 1, n, d)
-    y = mal_losses.grad_reverse(x, coeff)
+    y = mal_nets.grad_reverse(x, coeff)
     assert torch.equal(y, x)
     (y * w).sum().backward()
     assert torch.allclose(x.grad, -coeff * w)
@@ -66,14 +67,14 @@ def test_cosine_logits_invariant_to_positive_feature_scaling(seed, scale, hidden
     a, b = c(f), c(scale * f)
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 / temperature)
     w = _randn(seed + 1, 7, 12)
-    assert torch.allclose(mal_losses.cosine_logits(f, w, temperature), mal_losses.cosine_logits(scale * f, w, temperature),
+    assert torch.allclose(mal_nets.cosine_logits(f, w, temperature), mal_nets.cosine_logits(scale * f, w, temperature),
                           rtol=1e-4, atol=1e-4 / temperature)
 
 
 def test_cosine_logits_are_cosines_over_temperature():
     f, w = _randn(0, 4, 6), _randn(1, 3, 6)
     w = w / w.norm(dim=1, keepdim=True)
-    z = mal_losses.cosine_logits(f, w, 0.05)
+    z = mal_nets.cosine_logits(f, w, 0.05)
     assert (z.abs() <= 1 / 0.05 + 1e-4).all()
     assert torch.allclose(z * 0.05, torch.nn.functional.cosine_similarity(f[:, None], w[None], dim=-1), atol=1e-6)
 

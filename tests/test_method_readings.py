@@ -114,11 +114,11 @@ def test_variation_ratio_mean_probability_reading_is_least_confidence_of_the_mea
 
 def test_query_predictions_are_fp32(monkeypatch):
     """Acquisition scores never see bf16 logits, whatever the recipe's training precision."""
-    import repro.core.train as train
+    import repro.core.infer as infer
 
     seen = []
-    real = train.autocast
-    monkeypatch.setattr(train, "autocast", lambda device, enabled=True: (seen.append(enabled), real(device, enabled))[1])
+    real = infer.autocast
+    monkeypatch.setattr(infer, "autocast", lambda device, enabled=True: (seen.append(enabled), real(device, enabled))[1])
     ctx = _lenet_context()
     assert ctx.recipe.bf16
     ctx.predict(ctx.pool.unlabeled[:5])

@@ -12,7 +12,8 @@ from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
 from repro.al.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
 from repro.al.strategies.dfal import deepfool
 from repro.al.strategies.mcdal import MCDALOptions
-from repro.core.train import derive_seed, fit, predict
+from repro.core.infer import predict
+from repro.core.train import derive_seed, fit
 from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool

@@ -13,7 +13,7 @@ import pytest
 
 from repro.data.datasets import load_dataset
 from repro.data.loaders import mnist_wheel as mw
-from repro.data.loaders.real import DatasetMissingError
+from repro.data.loaders.common import DatasetMissingError
 from repro.data.validate import DataError
 
 from .test_data import assert_one_line, fake_spec

@@ -10,9 +10,9 @@ import pytest
 from repro.al.methods import parse_params
 from repro.report.audit import audit
 from repro.report.curves import build_curve_figure
-from repro.report.runs import RecordError
 from repro.report.tables import build_protocol_table, build_results_table
 from repro.spec.artifacts import CurveFigure, ProtocolTable, ResultsTable, panel
+from repro.spec.runs import RecordError
 
 from .conftest import tiny_params
 from .test_audit import _claim, _registry, _write_runs

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from repro.core.train import BatchStream, TrainingHook, accuracy, fit, learning_rate
+from repro.core.infer import accuracy
+from repro.core.train import BatchStream, TrainingHook, fit, learning_rate
 from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.models import build_model
@@ -183,7 +184,8 @@ def _logit_dtypes(model):
 def test_bf16_cpu_is_opt_in_and_trains_only(grouped):
     """On a CPU the training steps run in fp32 unless the recipe opts in with bf16_cpu; with it they run under bf16
     autocast (lone runs and lockstep groups alike), while validation and evaluation stay fp32."""
-    from repro.exec.lockstep import TrainRequest, fit_group
+    from repro.core.train import TrainRequest
+    from repro.exec.lockstep import fit_group
 
     d = load_dataset("synthetic-mnist", train_size=120, test_size=40)
     trained = {}

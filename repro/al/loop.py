@@ -7,10 +7,11 @@ record (timings and provenance aside). Every random choice is seeded by (seed, s
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import zipfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,22 @@ from tqdm.auto import tqdm
 
 from repro.al.methods import code_sha256, method_spec, run_hash
 from repro.al.strategies import QueryContext, build_strategy
+from repro.core import distributed
 from repro.core.determinism import apply_run_settings
 from repro.core.device import resolve_device
+from repro.core.provenance import provenance
 from repro.core.tasks import task_of
-from repro.core.train import TrainResult, derive_seed, embeddings, fit
+from repro.core.train import TrainRequest, TrainResult, derive_seed, fit_request, grouping_enabled
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData, load_dataset
+from repro.data.imbalance import TRAIN_SUBSETS
 from repro.data.pool import ActivePool, indices_sha256
-from repro.exec import distributed
-from repro.exec.lockstep import TrainRequest, grouping_enabled
 from repro.models import build_model
+from repro.models.weights import load_pretrained_backbone
 from repro.spec.fingerprint import raw_run_hash
+from repro.spec.layout import checkpoint_dir, features_path, predictions_path, record_path
 from repro.spec.params import Params
-from repro.spec.records import atomic_write_json, atomic_write_npz, provenance
+from repro.spec.records import atomic_write_json, atomic_write_npz
 
 TIMING_KEYS = ("train_seconds", "query_seconds")
 FEATURES_PER_SIDE = 500  # labeled and unlabeled examples whose features a `features_of` run saves per stage
@@ -53,25 +57,6 @@ def load_experiment_data(params: Params, experiment: str, device=None) -> ImageD
                         exp.classes)
 
 
-def record_path(params: Params, experiment: str, method: str, seed: int) -> Path:
-    return Path(params.results_dir) / experiment / method / f"seed{seed}.json"
-
-
-def checkpoint_dir(params: Params, experiment: str, method: str, seed: int) -> Path:
-    return Path(params.checkpoint_dir) / experiment / method / f"seed{seed}"
-
-
-def predictions_path(params: Params, experiment: str, method: str, seed: int) -> Path:
-    """The first query's `prediction_maps` of a `predictions_of` run (read by `repro.report.detections`)."""
-    return Path(params.results_dir) / experiment / method / f"seed{seed}.predictions.npz"
-
-
-def features_path(params: Params, experiment: str, method: str, seed: int) -> Path:
-    """The task model's features per stage of a `features_of` run (beside its record; read by
-    `repro.report.embedding`, which derives the same name from the record's path)."""
-    return Path(params.results_dir) / experiment / method / f"seed{seed}.features.npz"
-
-
 def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
     """What a checkpoint is valid for: the run, its parameters, the code of the core and of its method, and the
     run settings that change its bits (params' `threads` and `deterministic`)."""
@@ -82,7 +67,6 @@ def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str
 
 
 def _load_checkpoint(ckpt: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    import json
 
     state_file = ckpt / "state.json"
     if not state_file.is_file():
@@ -112,57 +96,6 @@ def run(
             request = steps.send(fit_request(request))
     except StopIteration as done:
         return done.value
-
-
-def fit_request(req: TrainRequest):
-    """`train.fit` of one run's stage, alone."""
-    return fit(req.model, req.data, req.labeled, req.recipe, req.seed, hook=req.hook, unlabeled=req.unlabeled,
-               progress=req.progress, state=req.state)
-
-
-def run_group(params: Params, experiment: str, runs: list[tuple[str, int]], data: ImageData | None = None,
-              progress: bool = True, group_runs: int | str | None = None) -> Iterator[dict[str, Any]]:
-    """Run (or resume) several runs of one experiment, stage by stage, training in lockstep (`repro.exec.lockstep`)
-    every set of runs whose training can share a step, at most `group_runs` (params' `group_runs`) at a time;
-    yields each run's record as it finishes. Queries, evaluation, checkpoints and records stay per run."""
-    from collections import defaultdict
-
-    from repro.exec.lockstep import auto_group_size, fit_group, group_key, groupable
-
-    limit = params.group_runs if group_runs is None else group_runs
-    data = data if data is not None else load_experiment_data(params, experiment)
-    steps = {r: run_steps(params, experiment, r[0], r[1], data, progress=False) for r in runs}
-    pending: dict[tuple[str, int], TrainRequest] = {}
-    for r, gen in steps.items():
-        try:
-            pending[r] = next(gen)
-        except StopIteration as done:
-            yield done.value
-    total = len(params.experiment(experiment).schedule.labeled_counts(data.pool_size, experiment)) * len(runs)
-    bar = tqdm(total=total, desc=f"{experiment}: {len(runs)} runs", unit="stage", disable=not progress)
-    while pending:
-        by_key: dict[Any, list[tuple[str, int]]] = defaultdict(list)
-        for r, req in pending.items():
-            by_key[group_key(req) if groupable(req) else ("alone", r)].append(r)
-        following: dict[tuple[str, int], TrainRequest] = {}
-        for members in by_key.values():
-            first = pending[members[0]]
-            size = limit if limit != "auto" else auto_group_size(first.model, first.recipe,
-                                                                 first.data.train_x.shape[1:],
-                                                                 first.data.train_x.device)
-            for lo in range(0, len(members), size):
-                chunk = members[lo : lo + size]
-                reqs = [pending[r] for r in chunk]
-                results = fit_group(reqs) if len(reqs) > 1 else [fit_request(reqs[0])]
-                for r, req, res in zip(chunk, reqs, results):
-                    torch.manual_seed(int(req.seed))  # the global RNG as a lone `fit` leaves it
-                    try:
-                        following[r] = steps[r].send(res)
-                    except StopIteration as done:
-                        yield done.value
-                    bar.update()
-        pending = following
-    bar.close()
 
 
 def run_steps(
@@ -316,7 +249,7 @@ def stage_features(model, data: ImageData, pool: ActivePool, augmenter, recipe, 
     pool indices, class labels, labeled flags and the fingerprint of the labeled set (the record's
     `labeled_sha256` of this stage): the arrays `stage<k>_<field>` of the run's features file (ADS Fig. 4)."""
     idx, is_labeled = feature_sample(pool, seed, stage)
-    feats = embeddings(model, data.train_x, idx, augmenter, recipe.eval_batch_size, recipe.bf16, task_of(data))
+    feats = task_of(data).embeddings(model, data.train_x, idx, augmenter, recipe.eval_batch_size, recipe.bf16)
     labels = data.train_y[torch.as_tensor(idx, device=data.train_y.device)]
     arrays = {"features": feats.cpu().numpy().astype(np.float16), "indices": idx,
               "labels": labels.cpu().numpy().astype(np.int64), "labeled": is_labeled,
@@ -356,7 +289,6 @@ def run_data(exp, data: ImageData, seed: int) -> ImageData:
     """The run's data: the experiment's, or its per-run `train_subset` drawn from the run seed."""
     if exp.train_subset is None:
         return data
-    from repro.data.imbalance import TRAIN_SUBSETS
 
     return data.train_subset(TRAIN_SUBSETS[exp.train_subset](data.train_y.cpu().numpy(), seed))
 
@@ -369,7 +301,6 @@ def build_task_model(exp, data: ImageData, init_seed: int, data_dir: str | Path 
     model = build_model(exp.backbone, spec.num_classes, spec.channels, (spec.height, spec.width), exp.width,
                         exp.dropout)
     if exp.pretrained:
-        from repro.models.weights import load_pretrained_backbone
 
         load_pretrained_backbone(model, exp.backbone, data_dir)
         model.pretrained_from = (exp.backbone, str(data_dir))  # `rebuild_model` (committee members) loads it too

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.al.strategies import STRATEGIES
+from repro.core import distributed
+from repro.core.train import TrainingHook
 from repro.spec import codedeps
 from repro.spec import params as config
 from repro.spec.datasets import get_spec
@@ -147,3 +149,14 @@ def stage_code_deps(params: Params, names) -> list[str]:
     core = codedeps.core_files(PACKAGE_DIR)
     own = sorted({f for n in names for f in run_code(registered_method(params, n))} - set(core))
     return [f"repro/{p}" for p in (*codedeps.folded(core, PACKAGE_DIR), *codedeps.folded(own, PACKAGE_DIR))]
+
+
+def check_default_steps(params, experiment: str, methods: list[str]) -> None:
+    """Stop before any work when a method trains its task model with its own step (not data-parallel yet)."""
+    for m in methods:
+        name, options = method_spec(params, m, experiment)
+        hook = STRATEGIES[name](options).training_hook()
+        if hook is not None and type(hook).training_step is not TrainingHook.training_step:
+            raise distributed.DistributedError(
+                f"method {m} trains with its own step ({type(hook).__name__}); torchrun runs only methods trained "
+                "with the default step so far: run it without torchrun")

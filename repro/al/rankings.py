@@ -6,19 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from repro.al.loop import build_task_model, load_experiment_data, run_data
 from repro.al.methods import method_spec
 from repro.al.strategies import QueryContext, build_strategy
+from repro.core.provenance import provenance
 from repro.core.train import derive_seed, fit
 from repro.data.augment import Augmenter
 from repro.data.pool import ActivePool
+from repro.spec.layout import rankings_dir, rankings_path
 from repro.spec.params import Params
-from repro.spec.records import atomic_write_json, provenance
-
-
-def rankings_dir(params: Params, name: str) -> Path:
-    return Path(params.results_dir) / name
+from repro.spec.records import atomic_write_json
 
 
 def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarray]:
@@ -55,7 +54,6 @@ def score_pool(params: Params, name: str, seed: int, data) -> dict[str, np.ndarr
 
 
 def run_rankings(params: Params, name: str, progress: bool = True) -> list[Path]:
-    from tqdm.auto import tqdm
 
     r = params.ranking(name)
     exp = params.experiment(r.of)
@@ -64,7 +62,7 @@ def run_rankings(params: Params, name: str, progress: bool = True) -> list[Path]
     paths = []
     for seed in tqdm(exp.seeds, desc=f"{name} seeds", disable=not progress):
         scores = score_pool(params, name, seed, data)
-        path = out_dir / f"seed{seed}.npz"
+        path = rankings_path(params, name, seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".seed{seed}.tmp.npz"
         np.savez(tmp, **scores)

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from repro.core.device import resolve_device
+
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"  # cuBLAS's reproducible workspace setting (CUDA docs, "Results reproducibility")
 # environment variables that lower (or fix) the CPU kernels torch, oneDNN and MKL pick (tests/test_other_cpu.py)
 CPU_KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
@@ -53,7 +55,6 @@ def apply_determinism(deterministic: bool) -> None:
 def apply_run_settings(params: Any) -> int:
     """Everything a run sets before it computes: the deterministic knob, then torch threads from params
     (`repro.core.device.model_layout` benchmarks cuDNN only when not deterministic). Returns the thread count."""
-    from repro.core.device import resolve_device
 
     apply_determinism(params.deterministic)
     threads = resolve_threads(params.threads, resolve_device(params.device).type)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from repro.core.device import autocast, device_layout
+from repro.core.infer import accuracy, map_outputs
+from repro.core.metrics import DetectionMeter, SegmentationMeter
 from repro.spec.datasets import IGNORE_INDEX, TASKS
 from repro.spec.params import TASK_METRICS
 
@@ -53,6 +55,12 @@ class Task:
         """(N, D, *S) feature maps -> (N, D) per-image vectors (global average pooling); (N, D) stays."""
         return features if features.dim() == 2 else features.flatten(2).mean(2)
 
+    def embeddings(self, model, images, indices, augmenter, batch_size: int = 1024, bf16: bool = True) -> torch.Tensor:
+        """(N, D) fp32 per-image features of images[indices] in eval mode: the penultimate features
+        (classification), dense feature maps pooled per image (`pool`)."""
+        return map_outputs(model, images, indices, augmenter, lambda out: self.pool(out.features.float()), batch_size,
+                           bf16)
+
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, C) per-image class distribution: the softmax, averaged over positions for dense outputs (MCDAL
         Sec. 4.2: "the dimension is reduced from (N, C, H, W) to (N, C) by averaging the mask")."""
@@ -62,8 +70,6 @@ class Task:
     # ---- evaluation ----
     def evaluate(self, model, images: torch.Tensor, targets: torch.Tensor, augmenter, batch_size: int,
                  bf16: bool) -> dict[str, float]:
-        from repro.core.train import accuracy
-
         return {"accuracy": accuracy(model, images, targets, None, augmenter, batch_size, bf16)}
 
     def class_counts(self, targets: torch.Tensor, num_classes: int) -> list[int]:
@@ -92,7 +98,6 @@ class SegmentationTask(Task):
         return ce.flatten(1).sum(1) / valid.sum(1).clamp_min(1)
 
     def evaluate(self, model, images, targets, augmenter, batch_size, bf16):
-        from repro.core.metrics import SegmentationMeter
         device = images.device
         meter = SegmentationMeter(model_classes(model, targets), device)
         model.eval()
@@ -138,7 +143,6 @@ class DetectionTask(Task):
         return probs  # already (N, A, C + 1)
 
     def evaluate(self, model, images, targets, augmenter, batch_size, bf16):
-        from repro.core.metrics import DetectionMeter
         device = images.device
         meter = DetectionMeter(model.num_classes, device)
         model.eval()

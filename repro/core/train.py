@@ -22,14 +22,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from repro.core import distributed
 from repro.core.device import autocast, device_layout, model_layout
+from repro.core.dropout import dropout_generator, run_dropout
+from repro.core.infer import Preprocess, accuracy
 from repro.core.optim import SCHEDULES, ScheduledOptimizer, build_optimizer
 from repro.core.seeding import derive_seed
 from repro.core.tasks import Task, task_of
-from repro.data.augment import Augmenter
-from repro.data.datasets import ImageData
-from repro.models.base import dropout_generator, run_dropout
 from repro.spec.recipe import Recipe, learning_rate
 
 
@@ -65,13 +66,14 @@ def eval_mode(*modules: nn.Module):
             m.train(mode)
 
 
-@dataclass
-class FeatureData:
-    """Plain float inputs with labels (e.g. DAL's discriminator on embeddings): trained with the same loop,
-    no augmentation or normalisation."""
+class TrainData(Protocol):
+    """What the trainer trains on: a pool of inputs with targets (`repro.data.datasets.ImageData`, `FeatureData`)
+    and the preprocessing its recipe asks for."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
+
+    def augmenter(self, recipe: Recipe, device) -> Preprocess: ...
 
 
 class NoAugment:
@@ -82,10 +84,21 @@ class NoAugment:
         return x
 
 
-def make_augmenter(data, recipe: Recipe, device) -> Augmenter | NoAugment:
-    if isinstance(data, FeatureData):
+@dataclass
+class FeatureData:
+    """Plain float inputs with labels (e.g. DAL's discriminator on embeddings): trained with the same loop,
+    no augmentation or normalisation."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+
+    def augmenter(self, recipe: Recipe, device) -> NoAugment:
         return NoAugment()
-    return Augmenter(recipe.augment, data.spec.mean, data.spec.std, device, (data.spec.height, data.spec.width))
+
+
+def make_augmenter(data: TrainData, recipe: Recipe, device) -> Preprocess:
+    """The training preprocessing of `data` under `recipe` (ImageData: its spec's augmentations and normalisation)."""
+    return data.augmenter(recipe, device)
 
 
 class BatchStream:
@@ -173,7 +186,6 @@ class Trainee(Protocol):
 def run_epochs(trainee: Trainee, recipe: Recipe, desc: str | None = None) -> list[TrainResult]:
     """Train for the recipe's epochs (or until `end_epoch` says stop); with a validation split, each run ends with
     the weights of its best validation epoch from `recipe.best_after_epoch` on."""
-    from tqdm.auto import tqdm
 
     start, steps, epochs_run = time.perf_counter(), 0, 0
     runs = trainee.runs
@@ -208,8 +220,8 @@ class TrainContext:
     """What a hook sees: device, augmentation, the method's modules (`state`), optimizers with their own
     settings and schedules, the unlabeled stream."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, augmenter: Augmenter, gen: torch.Generator,
-                 device: torch.device, data: ImageData, state: nn.ModuleDict | None = None):
+    def __init__(self, model: nn.Module, recipe: Recipe, augmenter: Preprocess, gen: torch.Generator,
+                 device: torch.device, data: TrainData, state: nn.ModuleDict | None = None):
         self.model, self.recipe, self.augmenter, self.gen, self.device, self.data = (
             model, recipe, augmenter, gen, device, data,
         )
@@ -359,7 +371,7 @@ class TrainingHook:
 
 def fit(
     model: nn.Module,
-    data: ImageData | FeatureData,
+    data: TrainData,
     labeled: np.ndarray,
     recipe: Recipe,
     seed: int,
@@ -375,12 +387,8 @@ def fit(
     best validation epoch after `best_after_epoch` are loaded back at the end (DAL's reference protocol).
     """
     hook = hook or TrainingHook()
-    from repro.exec import (
-        distributed,  # under torchrun: each rank steps the DDP model on its shard of every batch
-    )
-
-    if distributed.active_world_size() > 1:
-        hook = distributed.DataParallelHook(hook, recipe.batch_size)
+    if distributed.active_world_size() > 1:  # under torchrun: each rank steps the DDP model on its shard
+        hook = DataParallelHook(hook, recipe.batch_size)
     device = data.train_x.device
     gen = torch.Generator(device=device).manual_seed(int(seed))
     torch.manual_seed(int(seed))  # the global RNG, for what draws from it (a method's own dropout)
@@ -466,60 +474,80 @@ class _RunTrainee:
         return bool(self.hook.should_stop(self.ctx))
 
 
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    images: torch.Tensor,
-    indices: torch.Tensor | np.ndarray | None,
-    augmenter: Augmenter | NoAugment,
-    batch_size: int = 1024,
-    bf16: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits fp32, features fp32) of images[indices] in eval mode, in large batches, on the device."""
-    device = images.device
-    idx = torch.arange(len(images), device=device) if indices is None else torch.as_tensor(indices, device=device)
-    model.eval()
-    logits, feats = [], []
-    for chunk in idx.split(batch_size):
-        x = device_layout(augmenter.eval(images[chunk]), device)
-        with autocast(device, bf16):
-            out = model(x)
-        logits.append(out.logits.float())
-        feats.append(out.features.float())
-    return torch.cat(logits), torch.cat(feats)
+class DataParallelHook(TrainingHook):
+    """The default training step, data-parallel: the augmented global batch is cut to this rank's shard and the
+    DDP model steps on it. The shard's mean loss is scaled by (shard size x world size / batch size), so the
+    averaged gradient is the global batch's mean-loss gradient even when a last partial batch splits unevenly.
+    Everything else (phases, schedule, epoch callbacks) is the wrapped hook's."""
+
+    def __init__(self, inner: TrainingHook, batch_size: int, world_size: int | None = None):
+        self.world_size = world_size or distributed.active_world_size()
+        if type(inner).training_step is not TrainingHook.training_step:
+            raise distributed.DistributedError(f"distributed training (world size {self.world_size}) supports methods trained with "
+                             f"the default step; {type(inner).__name__} has its own training_step")
+        if batch_size % self.world_size:
+            raise distributed.DistributedError(f"batch_size {batch_size} is not divisible by the world size {self.world_size} "
+                             "(torchrun --nproc-per-node): every rank takes an equal share of each global batch")
+        self.inner, self.uses_unlabeled, self.phases = inner, inner.uses_unlabeled, inner.phases
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+
+    def build_modules(self, model, spec):
+        return self.inner.build_modules(model, spec)
+
+    def epoch_phases(self, epoch):
+        return self.inner.epoch_phases(epoch)
+
+    def phase_driver(self, phase):
+        return self.inner.phase_driver(phase)
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.inner.setup(ctx)
+        self.ddp = distributed.wrap_model(ctx.model, ctx.device)
+
+    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        if n < self.world_size:  # the same on every rank: no rank waits for the others
+            raise distributed.DistributedError(f"a batch of {n} example(s) cannot be shared by {self.world_size} ranks; "
+                             "use fewer processes or a recipe with epoch_iterations (full batches only)")
+        xs, ys = distributed.shard(x, y, distributed.rank(), self.world_size)
+        scale = len(xs) * self.world_size / n
+        with ctx.autocast():
+            loss = ctx.task_loss(self.ddp(xs), ys)
+        return ctx.step(ctx.task_optimizer, loss * scale) / scale
+
+    def learning_rate(self, recipe, epoch, step, steps_per_epoch, n_train):
+        return self.inner.learning_rate(recipe, epoch, step, steps_per_epoch, n_train)
+
+    def on_epoch_end(self, ctx):
+        self.inner.on_epoch_end(ctx)
+
+    def should_stop(self, ctx):
+        return self.inner.should_stop(ctx)
 
 
-@torch.no_grad()
-def map_outputs(model: nn.Module, images: torch.Tensor, indices, augmenter, fn: Callable, batch_size: int = 1024,
-                bf16: bool = True):
-    """fn(model output) of images[indices] in eval mode, chunk by chunk on the device, concatenated (a tensor or a
-    tuple of tensors): dense outputs reduce per image inside `fn`, so no N x H x W map is ever held whole."""
-    device = images.device
-    idx = torch.arange(len(images), device=device) if indices is None else torch.as_tensor(indices, device=device)
-    model.eval()
-    parts = []
-    for chunk in idx.split(batch_size):
-        x = device_layout(augmenter.eval(images[chunk]), device)
-        with autocast(device, bf16):
-            out = model(x)
-        parts.append(fn(out))
-    if parts and isinstance(parts[0], tuple):
-        return tuple(torch.cat(p) for p in zip(*parts))
-    return torch.cat(parts)
+@dataclass
+class TrainRequest:
+    """What a run asks the trainer for at one stage (`repro.al.loop.run_steps` yields it; `train.fit`'s arguments)."""
+
+    model: nn.Module
+    data: TrainData
+    labeled: np.ndarray
+    recipe: Recipe
+    seed: int
+    hook: TrainingHook | None = None
+    unlabeled: np.ndarray | None = None
+    progress: str | None = None
+    state: nn.ModuleDict | None = None
+    name: str = ""  # "method/seed<k>", for the group layout in the records
+    group: list[str] = field(default_factory=list)  # filled by the driver: the runs this one trained with
 
 
-def embeddings(model: nn.Module, images: torch.Tensor, indices, augmenter, batch_size: int = 1024,
-               bf16: bool = True, task: Task | None = None) -> torch.Tensor:
-    """(N, D) fp32 per-image features: the penultimate features (classification: `predict`'s), dense feature
-    maps pooled by the task."""
-    if task is None or task.name == "classification":
-        return predict(model, images, indices, augmenter, batch_size, bf16)[1]
-    return map_outputs(model, images, indices, augmenter, lambda out: task.pool(out.features.float()), batch_size,
-                       bf16)
+def fit_request(req: TrainRequest):
+    """`train.fit` of one run's stage, alone."""
+    return fit(req.model, req.data, req.labeled, req.recipe, req.seed, hook=req.hook, unlabeled=req.unlabeled,
+               progress=req.progress, state=req.state)
 
 
-def accuracy(model, images, labels, indices, augmenter, batch_size=1024, bf16=True) -> float:
-    """Top-1 accuracy of images[indices] (all when None): one host sync."""
-    idx = torch.arange(len(labels), device=labels.device) if indices is None else torch.as_tensor(indices, device=labels.device)
-    logits, _ = predict(model, images, idx, augmenter, batch_size, bf16)
-    return float((logits.argmax(1) == labels[idx]).float().mean())
+def grouping_enabled(group_runs: int | str, device: torch.device) -> bool:
+    """Whether params' `group_runs` groups anything on this device ("auto" groups on a GPU only)."""
+    return group_runs != 1 and not (group_runs == "auto" and device.type != "cuda")

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.core.tasks import get_task
+from repro.data.augment import Augmenter
 from repro.data.host_frames import hold
 from repro.data.loaders.real import load_real
 from repro.data.synthetic import make_synthetic
+from repro.data.synthetic_dense import make_synthetic_dense
 from repro.data.validate import validate
 from repro.spec.datasets import DatasetSpec, get_spec
+from repro.spec.recipe import Recipe
 
 DIGITS_SOURCE = "scikit-learn's bundled digits (sklearn.datasets.load_digits)"
 
@@ -35,7 +39,6 @@ class ImageData:
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
             raise ValueError("images and labels differ in length")
         if self.spec.task != "classification":
-            from repro.core.tasks import get_task
 
             task = get_task(self.spec.task)
             task.check_targets(self.train_y, len(self.train_x), self.spec.num_classes, f"{self.spec.name} train")
@@ -53,6 +56,10 @@ class ImageData:
         """The same data with the training pool restricted to `indices` (the test set unchanged)."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.train_x.device)
         return ImageData(self.spec, self.train_x[idx], self.train_y[idx], self.test_x, self.test_y)
+
+    def augmenter(self, recipe: Recipe, device) -> Augmenter:
+        """The recipe's on-device augmentations and this dataset's normalisation (what the trainer applies)."""
+        return Augmenter(recipe.augment, self.spec.mean, self.spec.std, device, (self.spec.height, self.spec.width))
 
     def to(self, device) -> ImageData:
         """On `device`; a host-resident spec's tensors stay in host memory, handed out per batch (HostFrames)."""
@@ -98,7 +105,6 @@ def load_dataset(
             raise ValueError(f"{name}: only synthetic datasets take a class count")
         spec = replace(spec, num_classes=classes)
     if name.startswith("synthetic-") and spec.task != "classification":
-        from repro.data.synthetic_dense import make_synthetic_dense
 
         if imbalance != 1.0:
             raise ValueError(f"{name}: the dense stand-ins take no class imbalance")

@@ -15,7 +15,10 @@ import math
 import statistics
 from pathlib import Path
 
+from repro.spec.artifacts import ARTIFACTS, SamplingTable
+from repro.spec.datasets import get_spec
 from repro.spec.params import Params
+from repro.spec.runs import RecordError, load_records
 
 COSTS_FILE = Path(__file__).with_name("budget_costs.json")
 # Calibrated from clean-clone runs on the 2-core reference machine. First (64 stages): run phases 817 s where the
@@ -35,7 +38,6 @@ REFERENCE_JOBS = 2
 
 
 def cost_key(params: Params, experiment: str, method: str) -> str:
-    from repro.spec.datasets import get_spec
 
     exp = params.experiment(experiment)
     spec = get_spec(exp.dataset)
@@ -88,7 +90,6 @@ def estimate(params: Params, experiment: str, costs: dict | None = None) -> dict
 
 def plan(params: Params, costs: dict | None = None) -> dict:
     """Every experiment's estimate, the figure stages, and the total against the budget."""
-    from repro.spec.artifacts import ARTIFACTS, SamplingTable
 
     costs = costs or load_costs()
     rows = {name: estimate(params, name, costs) for name, _ in params.experiments}
@@ -103,7 +104,6 @@ def plan(params: Params, costs: dict | None = None) -> dict:
 def fit(params: Params, results_dir: Path | str | None = None) -> dict:
     """Per cost key, the median measured seconds per training step and per unlabeled example queried, over
     every stage of every run record under results/ of the active profile."""
-    from repro.report.runs import RecordError, load_records
 
     train: dict[str, list[float]] = {}
     query: dict[str, list[float]] = {}

@@ -17,54 +17,42 @@ of their own train alone, as do runs with no partner of the same shape.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
 
+from repro.al.loop import load_experiment_data, run_steps
+from repro.core import distributed
 from repro.core.device import autocast, device_layout, model_layout
+from repro.core.dropout import RunDropout, draw_dropout_mask, dropout_generator
 from repro.core.optim import build_optimizer
 from repro.core.tasks import task_of
 from repro.core.train import (
     BatchStream,
     TrainingHook,
+    TrainRequest,
     TrainResult,
+    fit_request,
     labeled_pass,
     make_augmenter,
     run_epochs,
     split_validation,
 )
 from repro.data.datasets import ImageData
-from repro.models.base import RunDropout, draw_dropout_mask, dropout_generator
+from repro.spec.params import Params
 from repro.spec.recipe import Recipe, learning_rate
 
 MEMORY_FRACTION = 0.25  # `group_runs: auto` keeps a group's training state under this share of the GPU's memory
 
 
-@dataclass
-class TrainRequest:
-    """What a run asks the trainer for at one stage (`repro.al.loop.run_steps` yields it; `train.fit`'s arguments)."""
-
-    model: nn.Module
-    data: ImageData
-    labeled: np.ndarray
-    recipe: Recipe
-    seed: int
-    hook: TrainingHook | None = None
-    unlabeled: np.ndarray | None = None
-    progress: str | None = None
-    state: nn.ModuleDict | None = None
-    name: str = ""  # "method/seed<k>", for the group layout in the records
-    group: list[str] = field(default_factory=list)  # filled by the driver: the runs this one trained with
-
-
 def groupable(req: TrainRequest) -> bool:
     """Plain classification training of a task model on images: what `fit_group` implements."""
-    from repro.exec import distributed
-
     plain = req.hook is None or type(req.hook) is TrainingHook
     return (plain and isinstance(req.data, ImageData) and req.data.spec.task == "classification"
             and distributed.active_world_size() <= 1)
@@ -94,11 +82,6 @@ def training_state_bytes(model: nn.Module, recipe: Recipe, image_shape: Sequence
     for h in handles:
         h.remove()
     return 4 * (4 * n_params + 3 * acts[0])
-
-
-def grouping_enabled(group_runs: int | str, device: torch.device) -> bool:
-    """Whether params' `group_runs` groups anything on this device ("auto" groups on a GPU only)."""
-    return group_runs != 1 and not (group_runs == "auto" and device.type != "cuda")
 
 
 def auto_group_size(model: nn.Module, recipe: Recipe, image_shape: Sequence[int], device: torch.device) -> int:
@@ -262,3 +245,44 @@ def fit_group(requests: Sequence[TrainRequest]) -> list[TrainResult]:
     for r in requests:
         r.group = names
     return results
+
+
+def run_group(params: Params, experiment: str, runs: list[tuple[str, int]], data: ImageData | None = None,
+              progress: bool = True, group_runs: int | str | None = None) -> Iterator[dict[str, Any]]:
+    """Run (or resume) several runs of one experiment, stage by stage, training in lockstep (`repro.exec.lockstep`)
+    every set of runs whose training can share a step, at most `group_runs` (params' `group_runs`) at a time;
+    yields each run's record as it finishes. Queries, evaluation, checkpoints and records stay per run."""
+    limit = params.group_runs if group_runs is None else group_runs
+    data = data if data is not None else load_experiment_data(params, experiment)
+    steps = {r: run_steps(params, experiment, r[0], r[1], data, progress=False) for r in runs}
+    pending: dict[tuple[str, int], TrainRequest] = {}
+    for r, gen in steps.items():
+        try:
+            pending[r] = next(gen)
+        except StopIteration as done:
+            yield done.value
+    total = len(params.experiment(experiment).schedule.labeled_counts(data.pool_size, experiment)) * len(runs)
+    bar = tqdm(total=total, desc=f"{experiment}: {len(runs)} runs", unit="stage", disable=not progress)
+    while pending:
+        by_key: dict[Any, list[tuple[str, int]]] = defaultdict(list)
+        for r, req in pending.items():
+            by_key[group_key(req) if groupable(req) else ("alone", r)].append(r)
+        following: dict[tuple[str, int], TrainRequest] = {}
+        for members in by_key.values():
+            first = pending[members[0]]
+            size = limit if limit != "auto" else auto_group_size(first.model, first.recipe,
+                                                                 first.data.train_x.shape[1:],
+                                                                 first.data.train_x.device)
+            for lo in range(0, len(members), size):
+                chunk = members[lo : lo + size]
+                reqs = [pending[r] for r in chunk]
+                results = fit_group(reqs) if len(reqs) > 1 else [fit_request(reqs[0])]
+                for r, req, res in zip(chunk, reqs, results):
+                    torch.manual_seed(int(req.seed))  # the global RNG as a lone `fit` leaves it
+                    try:
+                        following[r] = steps[r].send(res)
+                    except StopIteration as done:
+                        yield done.value
+                    bar.update()
+        pending = following
+    bar.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from repro.al.loop import run_key
+from repro.exec import budget
+from repro.spec.layout import checkpoint_dir
 from repro.spec.params import Params
 
 
 def run_is_done(params: Params, experiment: str, method: str, seed: int) -> bool:
-    from repro.al.loop import checkpoint_dir, run_key
 
     state = checkpoint_dir(params, experiment, method, seed) / "state.json"
     if not state.is_file():
@@ -22,7 +24,6 @@ def run_is_done(params: Params, experiment: str, method: str, seed: int) -> bool
 def describe_plan(params: Params, experiment: str, runs: list[tuple[str, int]], data=None) -> str:
     """Runs, runs already done, and the cost model's estimate for the runs to go (`repro.exec.budget`: measured
     seconds per step and per queried example on the reference machine; no probe training)."""
-    from repro.exec import budget
 
     todo = [(m, s) for m, s in runs if not run_is_done(params, experiment, m, s)]
     if not todo:

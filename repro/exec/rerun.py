@@ -14,6 +14,11 @@ from typing import Any
 
 import yaml
 
+from repro.core.determinism import machine_class, machine_class_sha256
+from repro.core.device import resolve_device
+from repro.spec.params import load_params
+from repro.spec.records import git_commit
+
 COMPARED = ("labeled", "value", "labeled_sha256", "selected_sha256")
 
 
@@ -41,10 +46,6 @@ def _run_settings(rec: dict) -> tuple[int | str, int | str]:
 def rerun_claim(params_path: str, profile: str | None, row: dict[str, Any]) -> int:
     """Re-run every run record behind `row` (an audit row) and print the certificate; 0 when all are identical,
     1 when one differs, 2 when there is nothing to re-run."""
-    from repro.core.determinism import machine_class, machine_class_sha256
-    from repro.core.device import resolve_device
-    from repro.spec.params import load_params
-    from repro.spec.records import git_commit
 
     records = [Path(p) for p in row.get("runs", []) if str(p).endswith(".json") and Path(p).is_file()]
     if not records:

@@ -8,6 +8,8 @@ threads (`repro.core.determinism.apply_run_settings`, recorded in the run's mach
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
@@ -31,8 +33,6 @@ def default_jobs(device: str, todo: int) -> int:
 
 def _exit_with_parent(parent: int) -> None:
     """A worker whose parent died (a killed `dvc repro`) stops instead of running on as an orphan."""
-    import threading
-    import time
 
     def watch():
         while os.getppid() == parent:
@@ -67,13 +67,13 @@ def _run(method: str, seed: int) -> tuple[str, int, dict]:
 
 
 def _run_group(runs: list[tuple[str, int]]) -> list[tuple[str, int, dict]]:
-    """Several runs in lockstep (`loop.run_group`, params' `group_runs`) in this worker."""
-    from repro.al import loop
+    """Several runs in lockstep (`lockstep.run_group`, params' `group_runs`) in this worker."""
+    from repro.exec import lockstep
 
     if "error" in _STATE:
         raise _STATE["error"]
     return [(r["method"], r["seed"], r["stages"][-1])
-            for r in loop.run_group(_STATE["params"], _STATE["experiment"], runs, data=_STATE["data"], progress=False)]
+            for r in lockstep.run_group(_STATE["params"], _STATE["experiment"], runs, data=_STATE["data"], progress=False)]
 
 
 def run_parallel(params_path: str, profile: str | None, experiment: str, runs: list[tuple[str, int]], jobs: int,

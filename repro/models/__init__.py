@@ -9,6 +9,7 @@ from repro.models.drn import DRNSeg
 from repro.models.lenet import LeNet
 from repro.models.resnet import ResNet18, ResNet18ImageNet
 from repro.models.vgg import VGG16
+from repro.models.weights import load_pretrained_backbone
 from repro.models.wrn import WideResNet28_2
 
 
@@ -57,7 +58,6 @@ def rebuild_model(model: nn.Module) -> nn.Module:
     new = build_model(*args)
     pretrained = getattr(model, "pretrained_from", None)
     if pretrained is not None:
-        from repro.models.weights import load_pretrained_backbone
 
         backbone, data_dir = pretrained
         load_pretrained_backbone(new, backbone, data_dir)

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from repro.models.drn import load_pretrained
+
 
 @dataclass(frozen=True)
 class WeightsFile:
@@ -60,7 +62,6 @@ def load_pretrained_backbone(model: nn.Module, backbone: str, data_dir: Path | s
     """Load the pinned ImageNet weights into a freshly built full-width `model` (DRNSeg or SSDNet)."""
     path = weights_path(backbone, data_dir)
     if backbone == "drn_d_22":
-        from repro.models.drn import load_pretrained
 
         load_pretrained(model, path, PRETRAINED[backbone].sha256_prefix)
         return model

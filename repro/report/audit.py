@@ -14,6 +14,7 @@ Every number carries the run records and commit it came from.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import Counter
 from pathlib import Path
@@ -33,7 +34,8 @@ from repro.report.evidence import (
     provenance_of,
 )
 from repro.report.numeric_claims import judge_numeric, numeric_tolerance
-from repro.report.runs import RecordError, load_records
+from repro.report.protocol import code_differences, protocol_drift, status_group
+from repro.report.rankings_fig import load_scores
 from repro.report.stats import (
     ALPHA,
     MIN_SEEDS,
@@ -47,8 +49,10 @@ from repro.report.stats import (
     select_stages,
     unit_summary,
 )
+from repro.spec.layout import rankings_path
 from repro.spec.params import Params
 from repro.spec.records import atomic_write_json, atomic_write_text, git_commit
+from repro.spec.runs import RecordError, load_records
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not comparable")
 
@@ -212,8 +216,6 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     """Spearman rho of two methods' rankings of the pool per seed; the rule reads the mean of atanh(rho)."""
     from scipy.stats import spearmanr
 
-    from repro.report.rankings_fig import load_scores
-
     params = ev.params
     name = claim["rankings"]
     if name not in dict(params.rankings):
@@ -254,7 +256,7 @@ def judge_rankings(ev: Evidence, claim: dict, groups: dict) -> Judgement:
     for r in rows:
         r["outcome"] = outcome
         r["atanh_interval"] = unit_summary(unit)["interval"]
-    runs = [str(Path(params.results_dir) / name / f"seed{s}.npz") for s in scores]
+    runs = [str(rankings_path(params, name, s)) for s in scores]
     need = claim_seeds_needed([unit]) if outcome == "inconclusive" else None
     return Judgement(outcome, rows, runs, provenance_of(records)[1], samples[0].n, gates=gates_for(ev, [of], records),
                      seeds_needed=need, protocol=ev.protocol([of]))
@@ -310,7 +312,6 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
           only: str | None = None) -> dict:
     """Every claim judged (or the claim `only`); plus protocol drift (stated hyper-parameters beside
     `paper_params`, the paper profile) and the paper-vs-code differences with their variants' measured effects."""
-    from repro.report.protocol import code_differences, protocol_drift, status_group
 
     ev = Evidence(params, paper_params)
     rows = []
@@ -320,7 +321,6 @@ def audit(params: Params, tables: Path | str = "paper_tables", paper_params: Par
         rows += [judge_claim(ev, c, groups, paper) for c in reg["claims"] if only in (None, c["id"])]
     if only is not None and not rows:
         ids = [c["id"] for reg in registries.values() for c in reg["claims"]]
-        import difflib
 
         near = difflib.get_close_matches(only, ids, 3, cutoff=0.4)
         raise KeyError(f"no claim {only!r} in {tables}" + (f"; did you mean {', '.join(near)}?" if near else ""))

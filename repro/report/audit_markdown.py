@@ -3,6 +3,7 @@ evidence behind it, the protocol-drift table and the paper-vs-code differences. 
 
 from __future__ import annotations
 
+import json
 import math
 
 
@@ -124,7 +125,6 @@ def render_markdown(result: dict) -> str:
 
 def render_claim(row: dict) -> str:
     """One claim as plain text (`python -m repro audit --claim ID`): its rule, verdict, protocol and evidence."""
-    import json
 
     lines = [f"{row['id']} ({row['paper']}, {row['where']}, {row['kind']})", f"  quote:   {row['quote']}",
              f"  rule:    {row['rule']}", f"  verdict: {row['verdict']}" + (f" — {row['reason']}" if row.get("reason") else "")]

@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 PAPER_FILES = {"mcdal": "000_", "ads": "001_", "daal": "002_", "mal": "003_", "dal": "004_"}
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _REF_WORDS = r"(?:Fig(?:ure)?s?|Tables?|Tab|Eqs?|Equations?|Sec(?:tion)?s?|Alg(?:orithm)?s?|Appendix|Appendices|Lines?)"
@@ -71,7 +73,6 @@ def numbers_in(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
 
     root = Path(__file__).resolve().parents[2]
     papers_dir = root.parent / "shared" / "papers"

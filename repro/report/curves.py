@@ -14,10 +14,11 @@ import seaborn as sns  # noqa: E402
 
 from repro.report.claim_points import claim_points  # noqa: E402
 from repro.report.plotting import save_figure  # noqa: E402
-from repro.report.runs import check_pool_identity, load_records, resolve_groups, stages_frame  # noqa: E402
+from repro.report.runs import resolve_groups, stages_frame
 from repro.spec.artifacts import CurveFigure, Panel  # noqa: E402
 from repro.spec.params import METRIC_LABELS, Params  # noqa: E402
 from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
+from repro.spec.runs import check_pool_identity, load_records
 
 
 def _points(d) -> list[dict]:

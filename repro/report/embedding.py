@@ -30,11 +30,12 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from repro.report.plotting import save_figure  # noqa: E402
-from repro.report.runs import RecordError, load_records  # noqa: E402
 from repro.report.stats import t_interval  # noqa: E402
 from repro.spec.artifacts import EmbeddingFigure  # noqa: E402
+from repro.spec.layout import features_beside
 from repro.spec.params import Params  # noqa: E402
 from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
+from repro.spec.runs import RecordError, load_records
 
 FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")  # per stage (repro.al.loop.FEATURE_FIELDS)
 TSNE_PERPLEXITY = 30.0  # the usual value for ~1,000 points (van der Maaten & Hinton 2008 suggest 5-50)
@@ -101,9 +102,8 @@ def _mean_sd(values) -> tuple[float, float | None]:
 # ---- reading the runs' features -------------------------------------------------------------------------------
 
 def features_file(record: dict) -> Path:
-    """The features file beside a run record (`repro.al.loop.features_path`)."""
-    path = Path(record["_path"])
-    return path.with_name(f"{path.stem}.features.npz")
+    """The features file beside a run record (repro.spec.layout)."""
+    return features_beside(record["_path"])
 
 
 def load_stage_features(record: dict, stages) -> dict[int, dict[str, np.ndarray]]:

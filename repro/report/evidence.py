@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from repro.report.claims import CURVE_METRICS
-from repro.report.runs import RecordError, check_pool_identity, load_records, stages_frame
+from repro.report.runs import stages_frame
+from repro.spec.datasets import DATASETS
 from repro.spec.params import Params
+from repro.spec.runs import RecordError, check_pool_identity, load_records
 
 
 class NotComparable(Exception):
@@ -71,7 +73,6 @@ class Evidence:
     def stand_in(self, experiment: str) -> str | None:
         """Why the experiment's data are not the claim's own dataset (a synthetic or derived stand-in, or another
         dataset than the paper profile's), or None."""
-        from repro.spec.datasets import DATASETS
 
         for part in experiment.split("+"):
             if part not in dict(self.params.experiments):

@@ -115,7 +115,6 @@ def judge_numeric(ev: Evidence, claim: dict, groups: dict) -> Judgement:
 def judge_table_ratio(params: Params, claim: dict, where: dict) -> Judgement:
     """A stated time ratio against a sampling table artifact (reports/<artifact>.json). The papers timed GPUs:
     a ratio measured on another kind of device is `not comparable` (shown with its value)."""
-    import json
 
     path = Path(params.reports_dir) / f"{where['artifact']}.json"
     if not path.is_file():

@@ -16,17 +16,18 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from repro.report.plotting import save_figure  # noqa: E402
-from repro.report.runs import RecordError  # noqa: E402
 from repro.spec.artifacts import PredictionFigure  # noqa: E402
+from repro.spec.layout import predictions_path
 from repro.spec.params import Params  # noqa: E402
 from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
+from repro.spec.runs import RecordError
 
 CLASSIFIERS = ("c1", "c2")
 
 
 def predictions_file(params: Params, fig: PredictionFigure) -> Path:
-    """= repro.al.loop.predictions_path (named here without importing torch; a test checks they agree)."""
-    return Path(params.results_dir) / fig.experiment / fig.method / f"seed{fig.seed}.predictions.npz"
+    """The run's first-query predictions (repro.spec.layout.predictions_path)."""
+    return predictions_path(params, fig.experiment, fig.method, fig.seed)
 
 
 def load_predictions(params: Params, fig: PredictionFigure) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from repro.spec.datasets import get_spec
 from repro.spec.params import Params
 
 
@@ -134,7 +135,6 @@ def _schedule_readings(stated: Any, exp: Any, field: str | None) -> list[Reading
 def _crop_size(params: Params, recipe: str, augment: list) -> Reading | None:
     """The side of the crop a recipe's augmentation takes: `cropN` crops N, `crop` pads and crops back to the
     image side of the datasets the recipe trains on."""
-    from repro.spec.datasets import get_spec
 
     for name in augment:
         if (m := re.fullmatch(r"crop(\d+)", str(name))):

@@ -14,17 +14,18 @@ import seaborn as sns  # noqa: E402
 from scipy.stats import rankdata, spearmanr  # noqa: E402
 
 from repro.report.plotting import save_figure  # noqa: E402
-from repro.report.runs import RecordError  # noqa: E402
 from repro.spec.artifacts import RankingFigure  # noqa: E402
+from repro.spec.layout import rankings_path
 from repro.spec.params import Params  # noqa: E402
 from repro.spec.records import atomic_write_json, git_commit  # noqa: E402
+from repro.spec.runs import RecordError
 
 
 def load_scores(params: Params, rankings: str) -> dict[int, dict[str, np.ndarray]]:
     r = params.ranking(rankings)
     out = {}
     for seed in params.experiment(r.of).seeds:
-        path = Path(params.results_dir) / rankings / f"seed{seed}.npz"
+        path = rankings_path(params, rankings, seed)
         if not path.is_file():
             raise RecordError(f"missing rankings {path}: run `dvc repro` (or `python -m repro rank {rankings}`)")
         with np.load(path) as z:
@@ -57,7 +58,7 @@ def ranking_summary(params: Params, fig: RankingFigure) -> dict:
         pairs.append({"a": a, "b": b, "method_a": ma, "method_b": mb, "rho_per_seed": rhos,
                       "rho_mean": float(vals.mean()), "rho_std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                       "rho_min": float(vals.min()), "rho_max": float(vals.max())})
-    runs = [str(Path(params.results_dir) / fig.rankings / f"seed{s}.npz") for s in scores]
+    runs = [str(rankings_path(params, fig.rankings, s)) for s in scores]
     return {"artifact": fig.key, "title": fig.title, "profile": params.profile, "rankings": fig.rankings,
             "groups": chosen, "pairs": pairs, "runs": runs, "git": git_commit(),
             "n_unlabeled": int(len(next(iter(scores.values()))["unlabeled"]))}

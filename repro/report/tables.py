@@ -8,10 +8,12 @@ from pathlib import Path
 from tabulate import tabulate
 
 from repro.report.claim_points import claim_points
-from repro.report.runs import check_pool_identity, load_records, stages_frame
+from repro.report.runs import stages_frame
 from repro.spec.artifacts import ProtocolTable, ResultsTable
+from repro.spec.datasets import get_spec
 from repro.spec.params import Params
 from repro.spec.records import atomic_write_json, atomic_write_text, git_commit
+from repro.spec.runs import check_pool_identity, load_records
 
 
 def _write(params: Params, art, summary: dict, md_text: str) -> tuple[Path, Path]:
@@ -94,7 +96,6 @@ def _hyper(registry: dict | None, *names: str):
 
 
 def _profile_row(p: Params, experiment: str) -> dict:
-    from repro.spec.datasets import get_spec
 
     exp = p.experiment(experiment)
     spec = get_spec(exp.dataset)

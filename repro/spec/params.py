@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from repro.spec.datasets import DATASETS, get_spec
 from repro.spec.recipe import FRAME_CROPS, TASK_AUGMENTATIONS, Recipe  # noqa: F401  (Recipe: the trainer's type)
 from repro.spec.schema import (
     Bool,
@@ -39,7 +40,6 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def _datasets():
-    from repro.spec.datasets import DATASETS
 
     return DATASETS
 
@@ -196,7 +196,6 @@ class Experiment:
     options: tuple[tuple[str, Any], ...] = spec(_RawMap(), ())
 
     def pool_size(self) -> int:
-        from repro.spec.datasets import get_spec
 
         if self.train_size is None:
             return get_spec(self.dataset).train_size
@@ -289,7 +288,6 @@ def _cross_checks(params: Params) -> None:
             raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, f"expected < epochs ({rec.epochs})")
         if rec.best_after_epoch and rec.validation_fraction == 0:
             raise ConfigError(f"{key}.best_after_epoch", rec.best_after_epoch, "needs validation_fraction > 0")
-    from repro.spec.datasets import get_spec
 
     for name, exp in params.experiments:
         key = f"experiments.{name}"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import platform
-import socket
+import posixpath
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,6 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def atomic_write_npz(path: Path | str, arrays: dict) -> None:
-    import numpy as np
 
     atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
 
@@ -61,9 +60,7 @@ def dvc_output_paths(dvc_yaml: Path | str) -> tuple[str, ...]:
         return ("dvc.lock",)
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _DVC_OUTPUTS:
-        import posixpath
 
-        import yaml
 
         try:
             doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C: 8x faster
@@ -127,39 +124,3 @@ def git_commit(cwd: Path | str | None = None) -> dict[str, Any]:
         i += 1
     dirty = any(not any(p == o or p.startswith(o + "/") for o in outputs) for p in changed)
     return {"commit": commit, "dirty": dirty}
-
-
-def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: str | None = None,
-               params_raw_sha256: str | None = None, group_runs: int | str = 1) -> dict[str, Any]:
-    """Everything that may differ between two identical runs (and helps tell why), with the machine class
-    (`repro.core.determinism.machine_class`) that makes records of the same code and params bit-identical, and its
-    short id `machine_class_sha256` to compare two records' classes. `group_runs`: the run's lockstep limit."""
-    import numpy
-    import torch
-
-    from repro.core.determinism import machine_class, machine_class_sha256
-
-    try:  # the installed version without importing it (importing torchvision costs ~2 s per process)
-        from importlib.metadata import PackageNotFoundError, version
-
-        tv = version("torchvision")
-    except PackageNotFoundError:
-        tv = None
-    dev_name = torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else platform.processor() or "cpu"
-    cls = machine_class(device, group_runs)
-    return {
-        "git": git_commit(),
-        "code_sha256": code_sha256,
-        "params_sha256": params_sha256,
-        "params_raw_sha256": params_raw_sha256,  # repro.spec.fingerprint: what the report stages check, without torch
-        "packages": {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": tv,
-                     "numpy": numpy.__version__},
-        "device": {"type": getattr(device, "type", str(device)), "name": dev_name,
-                   "torch_threads": torch.get_num_threads()},
-        "machine_class": cls,
-        "machine_class_sha256": machine_class_sha256(cls),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "paths": paths,
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }

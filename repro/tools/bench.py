@@ -10,20 +10,33 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from multiprocessing import get_context
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tabulate import tabulate
+from tqdm.auto import tqdm
 
+from repro.al.loop import build_task_model
+from repro.al.losses import kcenter_greedy
+from repro.al.strategies import STRATEGIES
 from repro.core.device import resolve_device
-from repro.core.train import fit
-from repro.data.datasets import ImageData
+from repro.core.infer import accuracy
+from repro.core.seeding import derive_seed
+from repro.core.train import TrainRequest, fit, make_augmenter
+from repro.data.augment import Augmenter
+from repro.data.datasets import ImageData, load_dataset
 from repro.data.synthetic import make_synthetic
+from repro.exec.lockstep import fit_group
 from repro.models import build_model
+from repro.report.stats import MIN_SEEDS, Sample, band_for
 from repro.spec.datasets import get_spec
+from repro.spec.params import load_params
 from repro.spec.recipe import Recipe
+from repro.tools.sampling import dense_sampling_workload, sampling_workload, time_query
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,6 @@ def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, th
     """Seconds per run for `epochs` epochs of DAL's LeNet recipe (Adam, batch 32, 20% validation evaluated
     every epoch) on n labeled MNIST-shaped images: `runs` runs alone one after another, or in one lockstep group
     (`bf16_cpu`: the recipe's opt-in bf16 training on a CPU)."""
-    from repro.exec.lockstep import TrainRequest, fit_group
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -172,8 +184,6 @@ def _dal_stage_seconds(n: int, runs: int, epochs: int, grouped: bool, device, th
 def _two_workers_seconds(n: int, runs: int, epochs: int, bf16_cpu: bool = False) -> float:
     """Seconds per run when two single-threaded processes each train `runs` runs alone at the same time (how
     `python -m repro run` spreads an experiment's runs over a 2-core CPU)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
 
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         list(pool.map(_dal_stage_seconds, [100] * 2, [1] * 2, [1] * 2, [False] * 2, [torch.device("cpu")] * 2, [1] * 2))  # warm
@@ -188,8 +198,6 @@ def bench_runs(group: int = 20, epochs: int = 2, repeats: int = 3) -> list[dict]
     150 epochs at each of the 21 labeled counts 100..2,100 plus a 10,000-image test pass per stage. Epoch time is
     measured at 500 and 1,700 labeled (medians of alternating repeats) and taken as linear in the labeled count.
     Modes: runs alone in one process; (CPU) two single-threaded worker processes; runs in one lockstep group."""
-    from repro.core.train import accuracy
-    from repro.data.augment import Augmenter
 
     device = resolve_device("auto")
     spec = get_spec("synthetic-mnist")
@@ -240,14 +248,6 @@ def bench_precision(seeds: int = 5, sizes: tuple[int, ...] = (100, 500, 2000), m
     labeled set, initialisation and batches, so the difference is the precision's. Per size: the paired mean
     difference (bf16 - fp32, points), its 90% t-interval, TOST equivalence at +-`margin` points (the audit's
     `parity` test) and the training seconds of each. Needs >= 5 seeds for a verdict (`report.stats.MIN_SEEDS`)."""
-    from tqdm.auto import tqdm
-
-    from repro.al.loop import build_task_model
-    from repro.core.seeding import derive_seed
-    from repro.core.train import accuracy, make_augmenter
-    from repro.data.datasets import load_dataset
-    from repro.report.stats import MIN_SEEDS, Sample, band_for
-    from repro.spec.params import load_params
 
     device = resolve_device("auto")
     params = load_params(profile="paper")
@@ -319,9 +319,6 @@ def main(what: str, repeats: int, full: bool, methods: list[str] | None = None, 
 def bench_sample(full: bool = False, methods: list[str] | None = None) -> tuple[list[dict], dict]:
     """Query time and parameters per method on MCDAL Table 1's stage-1 workload (`repro.tools.sampling`): the full
     pool on a GPU or with --full, the reduced one on a CPU."""
-    from repro.al.losses import kcenter_greedy
-    from repro.al.strategies import STRATEGIES
-    from repro.tools.sampling import dense_sampling_workload, sampling_workload, time_query
 
     device = resolve_device("auto")
     w = sampling_workload(device, full or device.type == "cuda")

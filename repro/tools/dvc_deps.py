@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from repro.al.methods import stage_code_deps
+from repro.al.methods import registered_method, stage_code_deps
+from repro.report.curves import plot_columns, plot_files
+from repro.spec.artifacts import ARTIFACTS, CurveFigure, RankingFigure, SamplingTable
 from repro.spec.params import METRIC_LABELS, Params
 
 TABLE_DEPS = ["repro/tools/sampling.py", "repro/tools/sampling_table.py", "repro/tools/params_table.py", "repro/report",
@@ -43,7 +45,6 @@ def _run_params(params: Params, raw: dict, exp_name: str) -> list[str]:
     profiles = raw.get("profiles") or {}
     keys = ["profile", "device", "data_dir", "group_runs", "threads", "deterministic", f"experiments.{exp_name}", f"recipes.{exp.recipe}"]
     keys += _profile_keys(profiles, "experiments", exp_name) + _profile_keys(profiles, "recipes", exp.recipe)
-    from repro.al.methods import registered_method
 
     used = {registered_method(params, m) for m in exp.methods}
     keys += [f"variants.{m}" for m in exp.methods if m in dict(params.variants)]
@@ -55,8 +56,6 @@ def _run_params(params: Params, raw: dict, exp_name: str) -> list[str]:
 
 def generate(params: Params, raw: dict) -> dict:
     """The dvc.yaml mapping. `params`: any profile (the stage graph does not depend on it); `raw`: params.yaml."""
-    from repro.report.curves import plot_columns, plot_files
-    from repro.spec.artifacts import ARTIFACTS, CurveFigure, RankingFigure, SamplingTable
 
     stages: dict[str, dict] = {}
     for name, exp in params.experiments:

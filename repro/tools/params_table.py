@@ -4,9 +4,12 @@ Table 2). Where a faithful build differs from the printed count, the difference 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from repro.al.parameters import MAL_SUPP_TABLE2, MCDAL_TABLE1, ParameterConfig, printed_value, rounded_like  # noqa: F401
 from repro.al.strategies import STRATEGIES
 from repro.models import count_parameters
+from repro.spec.records import atomic_write_json
 
 
 def configurations() -> list[ParameterConfig]:
@@ -46,9 +49,7 @@ def main(json_out: str | None = None) -> int:
 
     table = rows()
     if json_out:  # what the audit reads (it imports no torch): reports/parameters.json, a DVC stage
-        from pathlib import Path
 
-        from repro.spec.records import atomic_write_json
 
         atomic_write_json(Path(json_out), {"rows": table})
         print(f"wrote {json_out}")

@@ -9,15 +9,17 @@ gets a two-iteration training pass first, so the method's own modules exist and 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from repro.al.strategies import QueryContext, build_strategy
 from repro.core.train import fit
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.data.pool import ActivePool
 from repro.data.synthetic import make_synthetic
+from repro.data.synthetic_dense import make_synthetic_dense
 from repro.models import build_model, count_parameters
 from repro.spec.datasets import get_spec
 from repro.spec.recipe import Recipe
@@ -55,9 +57,6 @@ def dense_sampling_workload(task: str, device: torch.device, full: bool) -> Samp
     """A segmentation (Cityscapes-shaped, DRN-D-22) or detection (VOC-shaped, SSD300) pool: `full` is the paper's
     scale (2,975 frames at 688 x 688, budget 149; 16,551 images at 300 x 300, budget 1,000) for a GPU, the
     default a CPU-sized one (512 images at the stand-ins' 32 x 64 / 96 x 96, reduced widths, budget 32)."""
-    from dataclasses import replace
-
-    from repro.data.synthetic_dense import make_synthetic_dense
 
     name, backbone = {"segmentation": ("cityscapes", "drn_d_22"), "detection": ("voc", "ssd300")}[task]
     if full:
@@ -78,7 +77,6 @@ def dense_sampling_workload(task: str, device: torch.device, full: bool) -> Samp
 
 def time_query(name: str, w: SamplingWorkload) -> tuple[float, int]:
     """(seconds of one query of `w.budget`, parameters of the task model + the method's modules at this width)."""
-    from repro.al.strategies import QueryContext, build_strategy
 
     device = w.data.train_x.device
     strategy = build_strategy(name)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.al.strategies import STRATEGIES
+from repro.core.device import resolve_device
 from repro.report.claims import load_registries
 from repro.spec.artifacts import SamplingTable
 from repro.spec.params import Params
 from repro.spec.records import atomic_write_json, atomic_write_text, git_commit
+from repro.tools import sampling
+from repro.tools.params_table import rows as parameter_rows
 
 
 def paper_numbers(registry: dict, art: SamplingTable) -> tuple[dict, dict, dict]:
@@ -35,23 +39,18 @@ def build_sampling_table(params: Params, art: SamplingTable, tables: str | Path 
                          progress: bool = True) -> tuple[Path, Path]:
     from tabulate import tabulate
 
-    from repro.core.device import resolve_device
-    from repro.tools.params_table import rows as parameter_rows
-    from repro.tools.sampling import sampling_workload, time_query
-
     registry = load_registries(tables).get(art.paper)
     if registry is None:
         raise FileNotFoundError(f"{tables}/{art.paper}.yaml: no claims registry for {art.paper}")
     p_times, p_counts, p_ratios = paper_numbers(registry, art)
     device = resolve_device(params.device)
-    workload = sampling_workload(device, params.profile == "paper")
-    from repro.al.strategies import STRATEGIES
+    workload = sampling.sampling_workload(device, params.profile == "paper")
 
     configs = [c for m in art.methods for c in STRATEGIES[m].parameter_configs()]
     counts = {(r["method"], r["setting"], r["module"]): r["parameters"] for r in parameter_rows(configs)}
     rows = []
     for m in art.methods:
-        seconds, _ = time_query(m, workload)
+        seconds, _ = sampling.time_query(m, workload)
         if progress:
             print(f"  {m:<10} {seconds:8.3f} s", flush=True)
         n = counts.get((m, art.parameter_setting, "total"), counts.get((m, art.parameter_setting, "task model")))

@@ -1,7 +1,7 @@
 """The math of MAL, "Minimax Active Learning" (Ebrahimi, Gan, Salahi, Darrell, arXiv 2012.10467), as batched
-tensor functions (torch only, no state): the cosine classifier's logits (Eq. 1), the gradient reversal layer
-and the minimax entropy loss (Eq. 2), the discriminator's labeledness loss (Eq. 3) and the sampling rule
-(Alg. 2, Sec. 3.3)."""
+tensor functions (torch only, no state): the cosine classifier's cross-entropy (Eq. 1), the minimax entropy loss
+(Eq. 2), the discriminator's labeledness loss (Eq. 3) and the sampling rule (Alg. 2, Sec. 3.3). The cosine logits
+and the gradient reversal layer are network operations: repro/models/nets/mal.py."""
 
 from __future__ import annotations
 
@@ -9,31 +9,6 @@ import torch
 import torch.nn.functional as F
 
 SELECTIONS = ("both", "uncertainty", "diversity")
-
-
-class _GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
-        ctx.coeff = coeff
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return -ctx.coeff * grad, None
-
-
-def grad_reverse(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
-    """Gradient reversal layer (Ganin & Lempitsky 2015; MAL Sec. 3.1, "the sign of gradients for entropy loss
-    on unlabeled samples is flipped by a gradient reversal layer"): identity forward, -coeff * grad backward."""
-    return _GradReverse.apply(x, float(coeff))
-
-
-def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(1/T) W^T f / ||f|| (MAL Eq. 1, inside the softmax): (N, d) features, (K, d) prototypes -> (N, K).
-
-    Only the features are l2-normalised (Eq. 1 leaves W as is), so the logits are invariant to a positive
-    scaling of each feature vector; a zero feature gives zero logits."""
-    return F.normalize(features.float(), dim=-1) @ prototypes.float().t() / temperature
 
 
 def cosine_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,12 +11,16 @@ import torch
 from torch import nn
 
 from repro.al.losses import select_topk
+from repro.al.parameters import MCDAL_TABLE1, ParameterConfig
+from repro.core.infer import map_outputs, predict
 from repro.core.tasks import Task, task_of
-from repro.core.train import TrainingHook, derive_seed, map_outputs, predict
+from repro.core.train import TrainingHook, derive_seed
 from repro.data.augment import Augmenter
 from repro.data.datasets import ImageData
 from repro.data.pool import ActivePool
+from repro.models import build_model
 from repro.models.base import Backbone
+from repro.spec.datasets import get_spec
 from repro.spec.recipe import Recipe
 from repro.spec.schema import Int, Optional, spec
 
@@ -93,9 +97,8 @@ class QueryContext:
 
     def embeddings(self, indices) -> torch.Tensor:
         """(N, D) per-image features: the penultimate features, or the task's pooling of dense feature maps."""
-        if self.task.name == "classification":
-            return self.predict(indices)[1]
-        return self.map(indices, lambda out: self.task.pool(out.features.float()))
+        return self.task.embeddings(self.model, self.data.train_x, indices, self.augmenter,
+                                    self.recipe.eval_batch_size, bf16=False)
 
     def position_scores(self, indices, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(N,) per-image scores: `score_fn` (class-last probabilities -> per-position score, e.g. entropy) on the
@@ -155,9 +158,6 @@ class Strategy:
     def parameter_configs(cls) -> list:
         """What `python -m repro params` reports for this method: by default MCDAL Table 1's setting (CIFAR-10,
         ResNet-18) with the method's own modules; methods reported elsewhere add their settings."""
-        from repro.al.parameters import MCDAL_TABLE1, ParameterConfig
-        from repro.models import build_model
-        from repro.spec.datasets import get_spec
 
         spec, strategy = get_spec("cifar10"), cls()
         model = strategy.adapt_model(build_model("resnet18", spec.num_classes, spec.channels, (spec.height, spec.width)))

@@ -23,25 +23,10 @@ import torch
 from torch import nn
 
 from repro.al.losses import daal as daal_losses
+from repro.al.losses.daal_alg1 import alg1_losses, alg1_optimizers, alg1_update
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
-from repro.core.train import (
-    FeatureData,
-    TrainContext,
-    TrainingHook,
-    embeddings,
-    eval_mode,
-    fit,
-    frozen_batchnorm_stats,
-)
-from repro.models.nets.daal import (
-    Discriminator,
-    FeatureStandardiser,
-    FeatureVAE,
-    ScoreNet,
-    alg1_losses,
-    alg1_optimizers,
-    alg1_update,
-)
+from repro.core.train import FeatureData, TrainContext, TrainingHook, eval_mode, fit, frozen_batchnorm_stats
+from repro.models.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE, ScoreNet
 from repro.spec.recipe import Recipe
 from repro.spec.schema import Bool, Choice, Float, Int, Optional, spec
 
@@ -151,8 +136,8 @@ class DAALHook(TrainingHook):
         if ctx.unlabeled_stream is None or ctx.labeled_stream is None:
             return
         with eval_mode(ctx.model):
-            feats = [embeddings(ctx.model, ctx.data.train_x, stream.indices, ctx.augmenter,
-                                ctx.recipe.eval_batch_size, False, ctx.task)
+            feats = [ctx.task.embeddings(ctx.model, ctx.data.train_x, stream.indices, ctx.augmenter,
+                                         ctx.recipe.eval_batch_size, False)
                      for stream in (ctx.labeled_stream, ctx.unlabeled_stream)]
         if "standardiser" in ctx.state:
             norm = ctx.state["standardiser"]

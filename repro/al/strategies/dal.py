@@ -14,7 +14,8 @@ from torch import nn
 
 from repro.al.losses import select_topk, split_budget
 from repro.al.strategies.base import QueryContext, Strategy, StrategyOptions, register
-from repro.core.train import FeatureData, NoAugment, TrainContext, TrainingHook, derive_seed, fit, predict
+from repro.core.infer import predict
+from repro.core.train import FeatureData, NoAugment, TrainContext, TrainingHook, derive_seed, fit
 from repro.models.base import ModelOutput
 from repro.spec.recipe import Recipe
 from repro.spec.schema import Bool, Choice, Float, Int, Optional, spec

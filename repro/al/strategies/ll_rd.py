@@ -17,17 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
+from repro.al.losses.daal_alg1 import alg1_losses, alg1_optimizers, alg1_update
 from repro.al.strategies.base import register
 from repro.al.strategies.ll import LearningLossStrategy, LLHook, LLOptions, stage_inputs
 from repro.core.train import TrainContext, TrainingHook, frozen_batchnorm_stats
-from repro.models.nets.daal import (
-    Discriminator,
-    FeatureStandardiser,
-    FeatureVAE,
-    alg1_losses,
-    alg1_optimizers,
-    alg1_update,
-)
+from repro.models.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE
 from repro.spec.schema import Float, Int, Optional, spec
 
 

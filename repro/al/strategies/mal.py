@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from repro.al import losses
 from repro.al.losses import mal as mal_losses
+from repro.al.parameters import MAL_SUPP_TABLE2, ParameterConfig
 from repro.al.strategies.base import QueryContext, ScoreOptions, Strategy, register
-from repro.core.train import TrainContext, TrainingHook, eval_mode, frozen_batchnorm_stats, predict
+from repro.core.infer import predict
+from repro.core.train import TrainContext, TrainingHook, eval_mode, frozen_batchnorm_stats
 from repro.models.base import final_linear
 from repro.models.nets.mal import (
     CosineClassifier,
@@ -37,6 +39,7 @@ from repro.models.nets.mal import (
     Discriminator,
     Encoder,
     load_trunk,
+    paper_modules,
     positions_first,
 )
 from repro.spec.recipe import Recipe, learning_rate
@@ -187,8 +190,6 @@ class MALStrategy(Strategy):
     def parameter_configs(cls) -> list:
         """MAL supp. Table 2's settings (CIFAR-100; torchvision ResNet-18 body and VGG-16-BN features), counted
         on the meta device, beside the default MCDAL Table 1 setting."""
-        from repro.al.parameters import MAL_SUPP_TABLE2, ParameterConfig
-        from repro.models.nets.mal import paper_modules
 
         return super().parameter_configs() + [
             ParameterConfig(cls.name, f"CIFAR-100, {arch} (MAL supp. Sec. B)", paper_modules(arch, 100, "meta"),

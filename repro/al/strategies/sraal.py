@@ -25,10 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.al.losses import vae as vae_losses
+from repro.al.parameters import ParameterConfig
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.al.strategies.vaal import VAALHook, discriminator_probability, task_outputs
 from repro.core.train import TrainContext, TrainingHook
+from repro.models import build_model
 from repro.models.nets.vae import SplitLatentVAE
+from repro.spec.datasets import get_spec
 from repro.spec.schema import Bool, Choice, Float, Int, spec
 
 ADVERSARIAL_TARGETS = ("labeled", "code")
@@ -119,9 +122,6 @@ class SRAALStrategy(ScoreStrategy):
     def parameter_configs(cls) -> list:
         """MCDAL Table 1's setting (our default z = 32, printed 45.58M) and the official code's z = 200 for
         CIFAR-10 and CIFAR-100 (no printed count): none reproduces 45.58M, the difference is shown."""
-        from repro.al.parameters import ParameterConfig
-        from repro.models import build_model
-        from repro.spec.datasets import get_spec
 
         configs = super().parameter_configs()
         for dataset, label in (("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")):

@@ -30,9 +30,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from repro.data.loaders.large import MAX_GIB_ENV, TEST_SALT, TRAIN_SALT, _gib, max_dataset_gib, subset_indices
-from repro.data.loaders.real import DatasetMissingError
+from repro.data.loaders.common import (
+    MAX_GIB_ENV,
+    TEST_SALT,
+    TRAIN_SALT,
+    DatasetMissingError,
+    gib,
+    max_dataset_gib,
+    subset_indices,
+)
 from repro.data.validate import READ_ERRORS, DataError, describe
 from repro.spec.datasets import IGNORE_INDEX, REAL, DatasetSpec
 
@@ -110,7 +118,7 @@ def check_dense_memory(spec: DatasetSpec, n_train: int, n_test: int) -> None:
     if need > cap * 2**30:
         what = "images and masks" if spec.task == "segmentation" else "images"
         raise ValueError(
-            f"{spec.name}: {n_train:,} train + {n_test:,} test {what} at {c}x{h}x{w} uint8 are {_gib(need)} GiB, "
+            f"{spec.name}: {n_train:,} train + {n_test:,} test {what} at {c}x{h}x{w} uint8 are {gib(need)} GiB, "
             f"over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's train_size / test_size to decode a "
             f"subset, or raise {MAX_GIB_ENV}"
         )
@@ -185,7 +193,6 @@ def validate_dense(parts: tuple[Any, Any, Any, Any], spec: DatasetSpec, where: s
 
 def _run(n: int, work: Callable[[int], None], desc: str, workers: int | None = None) -> None:
     """work(i) for i in range(n) in a thread pool (PIL decodes and resizes outside the GIL), with a progress bar."""
-    from tqdm import tqdm
 
     pool = ThreadPoolExecutor(max_workers=workers or min(32, os.cpu_count() or 1), thread_name_prefix="decode")
     try:

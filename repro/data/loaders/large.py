@@ -34,15 +34,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from repro.data.loaders.real import DatasetMissingError, _missing
+from repro.data.loaders.common import (
+    MAX_GIB_ENV,
+    TEST_SALT,
+    TRAIN_SALT,
+    DatasetMissingError,
+    gib,
+    max_dataset_gib,
+    missing,
+    subset_indices,
+)
 from repro.data.validate import READ_ERRORS, DataError, describe, validate
 from repro.spec.datasets import REAL, RESIZE_SIZE
 
 LARGE = ("imagenet", "inat2018")
-MAX_GIB_ENV = "REPRO_MAX_DATASET_GIB"
-DEFAULT_MAX_GIB = 40.0
-TRAIN_SALT, TEST_SALT = 1, 2  # repro.data.datasets.load_dataset's _subsample salts
 
 IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
 INAT_ANNOTATIONS = {"train": "train2018.json", "test": "val2018.json"}
@@ -64,33 +71,6 @@ class Split:
     labels: np.ndarray
 
 
-def subset_indices(total: int, n: int | None, salt: int) -> np.ndarray:
-    """The sorted indices `datasets._subsample(x, y, n, salt)` keeps of `total` examples (all when n is None or
-    n >= total): np.random.default_rng(salt).permutation(total)[:n], sorted."""
-    if n is None or n >= total:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(salt).permutation(total)[:n])
-
-
-def max_dataset_gib() -> float:
-    """The cap on the decoded images of one dataset (train + test) in GiB: REPRO_MAX_DATASET_GIB, default 40."""
-    raw = os.environ.get(MAX_GIB_ENV)
-    if raw is None or raw.strip() == "":
-        return DEFAULT_MAX_GIB
-    try:
-        gib = float(raw)
-    except ValueError:
-        gib = float("nan")
-    if not math.isfinite(gib) or gib <= 0:
-        raise ValueError(f"{MAX_GIB_ENV}={raw!r} is not a positive number of GiB")
-    return gib
-
-
-def _gib(nbytes: int) -> str:
-    gib = nbytes / 2**30
-    return f"{gib:.1f}" if gib >= 0.1 else f"{gib:.2g}"
-
-
 def check_memory(name: str, n_train: int, n_test: int) -> None:
     """Refuse (one-line ValueError) a subset whose stored uint8 images exceed the cap, before decoding anything."""
     shape = REAL[name].stored_shape
@@ -99,7 +79,7 @@ def check_memory(name: str, n_train: int, n_test: int) -> None:
     if need > cap * 2**30:
         raise ValueError(
             f"{name}: {n_train:,} train + {n_test:,} test images at {'x'.join(map(str, shape))} uint8 are "
-            f"{_gib(need)} GiB, over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's "
+            f"{gib(need)} GiB, over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's "
             f"train_size / test_size to decode a subset: the full {name} protocol needs the streaming "
             f"data-parallel data path, which is not built yet"
         )
@@ -120,7 +100,6 @@ def decode(paths: Sequence[Path], fix: str, size: int = RESIZE_SIZE, desc: str =
            workers: int | None = None) -> torch.Tensor:
     """(N, 3, size, size) uint8 of `paths`, in order, decoded by a thread pool into one preallocated tensor.
     A file PIL cannot read is a DataError naming it."""
-    from tqdm import tqdm
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
 
@@ -160,7 +139,7 @@ def list_imagenet(root: Path) -> tuple[Split, Split]:
     """(train, val) of data/imagenet/ in ImageFolder order: class index = sorted wnid order."""
     spec, fix = REAL["imagenet"], _fix("imagenet", root)
     if not ((root / "train").is_dir() and (root / "val").is_dir()):
-        raise _missing("imagenet", root, EXPECTED["imagenet"])
+        raise missing("imagenet", root, EXPECTED["imagenet"])
     train, val = _image_folder(root / "train", fix), _image_folder(root / "val", fix)
     if len(train.classes) != spec.num_classes:
         raise DataError(root / "train", f"holds {len(train.classes)} class folders, expected {spec.num_classes}", fix)
@@ -194,7 +173,7 @@ def list_inat2018(root: Path) -> tuple[Split, Split]:
     images = root / "2018"
     ann_paths = {split: root / f for split, f in INAT_ANNOTATIONS.items()}
     if not images.is_dir() or not all(p.is_file() for p in ann_paths.values()):
-        raise _missing("inat2018", root, EXPECTED["inat2018"])
+        raise missing("inat2018", root, EXPECTED["inat2018"])
     from torchvision.datasets import INaturalist
 
     try:
@@ -208,9 +187,9 @@ def list_inat2018(root: Path) -> tuple[Split, Split]:
     for ann_path in ann_paths.values():
         files, ann_labels = _read_annotations(ann_path, fix)
         rel = [f.split("/", 1)[1] if f.startswith(f"{INAT_ARCHIVE_DIR}/") else f for f in files]
-        missing = [f for f in rel if f not in category_of]
-        if missing:
-            raise DataError(ann_path, f"lists {len(missing)} image(s) not under {images}/ (e.g. {missing[0]})", fix)
+        absent = [f for f in rel if f not in category_of]
+        if absent:
+            raise DataError(ann_path, f"lists {len(absent)} image(s) not under {images}/ (e.g. {absent[0]})", fix)
         labels = np.asarray([category_of[f] for f in rel], dtype=np.int64)
         wrong = np.flatnonzero(labels != ann_labels)
         if len(wrong):

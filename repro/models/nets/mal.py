@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.al.losses.mal import cosine_logits, grad_reverse
 from repro.models.base import Backbone
 
 DISCRIMINATOR_WIDTH = 512  # REFERENCE.md section 7: 525,825 (d = 512) and 13,108,737 (d = 25088)
@@ -27,6 +26,31 @@ def classifier_hidden(feature_dim: int) -> int:
     """C's hidden width that reproduces the supplementary's counts: 256 for d = 512, 512 for d = 25088."""
     return max(1, min(512, feature_dim // 2))
 
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.coeff * grad, None
+
+
+def grad_reverse(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+    """Gradient reversal layer (Ganin & Lempitsky 2015; MAL Sec. 3.1, "the sign of gradients for entropy loss
+    on unlabeled samples is flipped by a gradient reversal layer"): identity forward, -coeff * grad backward."""
+    return _GradReverse.apply(x, float(coeff))
+
+
+def cosine_logits(features: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(1/T) W^T f / ||f|| (MAL Eq. 1, inside the softmax): (N, d) features, (K, d) prototypes -> (N, K).
+
+    Only the features are l2-normalised (Eq. 1 leaves W as is), so the logits are invariant to a positive
+    scaling of each feature vector; a zero feature gives zero logits."""
+    return F.normalize(features.float(), dim=-1) @ prototypes.float().t() / temperature
 
 class Encoder(Backbone):
     """F: a copy of the task model's trunk (its head replaced by the identity), so `Backbone.forward` gives

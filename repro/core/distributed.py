@@ -3,8 +3,8 @@
 Every rank runs the same code with the same seed, so every rank draws the same global batch (the same indices
 and the same augmentation, exactly as one process would); `DataParallelHook` slices each augmented global batch
 to this rank's contiguous shard and steps the DDP-wrapped model, whose gradients are averaged across ranks. The
-trainer stays one loop: `train.fit` swaps its hook for this one when a process group of more than one rank is
-initialised. NCCL on CUDA (with SyncBatchNorm), gloo on a CPU.
+trainer stays one loop: `train.fit` swaps its hook for `train.DataParallelHook` when a process group of more than
+one rank is initialised. NCCL on CUDA (with SyncBatchNorm), gloo on a CPU.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-
-from repro.core.train import TrainContext, TrainingHook
 
 
 class DistributedError(ValueError):
@@ -78,18 +76,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def check_default_steps(params, experiment: str, methods: list[str]) -> None:
-    """Stop before any work when a method trains its task model with its own step (not data-parallel yet)."""
-    from repro.al.methods import method_spec
-    from repro.al.strategies import build_strategy
-
-    for m in methods:
-        hook = build_strategy(*method_spec(params, m, experiment)).training_hook()
-        if hook is not None and type(hook).training_step is not TrainingHook.training_step:
-            raise DistributedError(f"method {m} trains with its own step ({type(hook).__name__}); torchrun runs "
-                                   "only methods trained with the default step so far: run it without torchrun")
-
-
 def wrap_model(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
     """DDP around `model` (its parameters stay the same objects, so optimizers built on `model` still apply);
     on CUDA its BatchNorm layers become SyncBatchNorm (in place) first."""
@@ -126,54 +112,3 @@ def broadcast_indices(indices: np.ndarray) -> np.ndarray:
         t = torch.empty(int(n), dtype=torch.int64, device=device)
     dist.broadcast(t, 0)
     return t.cpu().numpy()
-
-
-class DataParallelHook(TrainingHook):
-    """The default training step, data-parallel: the augmented global batch is cut to this rank's shard and the
-    DDP model steps on it. The shard's mean loss is scaled by (shard size x world size / batch size), so the
-    averaged gradient is the global batch's mean-loss gradient even when a last partial batch splits unevenly.
-    Everything else (phases, schedule, epoch callbacks) is the wrapped hook's."""
-
-    def __init__(self, inner: TrainingHook, batch_size: int, world_size: int | None = None):
-        self.world_size = world_size or active_world_size()
-        if type(inner).training_step is not TrainingHook.training_step:
-            raise DistributedError(f"distributed training (world size {self.world_size}) supports methods trained with "
-                             f"the default step; {type(inner).__name__} has its own training_step")
-        if batch_size % self.world_size:
-            raise DistributedError(f"batch_size {batch_size} is not divisible by the world size {self.world_size} "
-                             "(torchrun --nproc-per-node): every rank takes an equal share of each global batch")
-        self.inner, self.uses_unlabeled, self.phases = inner, inner.uses_unlabeled, inner.phases
-        self.ddp: nn.parallel.DistributedDataParallel | None = None
-
-    def build_modules(self, model, spec):
-        return self.inner.build_modules(model, spec)
-
-    def epoch_phases(self, epoch):
-        return self.inner.epoch_phases(epoch)
-
-    def phase_driver(self, phase):
-        return self.inner.phase_driver(phase)
-
-    def setup(self, ctx: TrainContext) -> None:
-        self.inner.setup(ctx)
-        self.ddp = wrap_model(ctx.model, ctx.device)
-
-    def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        n = len(x)
-        if n < self.world_size:  # the same on every rank: no rank waits for the others
-            raise DistributedError(f"a batch of {n} example(s) cannot be shared by {self.world_size} ranks; "
-                             "use fewer processes or a recipe with epoch_iterations (full batches only)")
-        xs, ys = shard(x, y, rank(), self.world_size)
-        scale = len(xs) * self.world_size / n
-        with ctx.autocast():
-            loss = ctx.task_loss(self.ddp(xs), ys)
-        return ctx.step(ctx.task_optimizer, loss * scale) / scale
-
-    def learning_rate(self, recipe, epoch, step, steps_per_epoch, n_train):
-        return self.inner.learning_rate(recipe, epoch, step, steps_per_epoch, n_train)
-
-    def on_epoch_end(self, ctx):
-        self.inner.on_epoch_end(ctx)
-
-    def should_stop(self, ctx):
-        return self.inner.should_stop(ctx)
