@@ -174,6 +174,10 @@ def readings(stated: Any, key: str, ours: Any, params: Params) -> list[Reading]:
                 out.append(Reading(rate, f"lr {recipe.lr:g} x gamma {recipe.gamma:g}{power} = {rate:g} from epoch {m}"))
         elif parts[2] == "augment" and _is_int(stated) and (crop := _crop_size(params, parts[1], ours)):
             out.append(crop)
+        elif parts[2] == "augment" and isinstance(stated, list) and "frame_center" in ours:
+            drawn = [a for a in ours if a != "frame_center"]  # a fixed window of every frame: nothing is drawn
+            out.append(Reading(drawn, f"{drawn}: frame_center is the same centre window of a frame every epoch, "
+                                      "not an augmentation"))
     if isinstance(ours, list) and len(ours) == 1 and not isinstance(stated, list):
         out.append(Reading(ours[0], f"the one element of {ours}"))
     if isinstance(stated, list) and not isinstance(ours, (list, dict)):
