@@ -12,6 +12,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from repro.spec.datasets import DOWNLOADABLE
+
 
 def _params(args):
     from repro.al.methods import load_params
@@ -41,7 +43,7 @@ def cmd_check(args) -> int:
     print(f"real datasets under {params.data_dir}/:")
     for name in REAL:
         present = real_dataset_present(name, Path(params.data_dir))
-        how = ("place it as data/README.md describes" if REAL[name].task != "classification"
+        how = ("place it as data/README.md describes" if not REAL[name].downloads
                else f"python -m repro data download {name}")
         print(f"  {name:<11} {'present' if present else f'absent ({how})'}")
     return 0
@@ -244,8 +246,9 @@ def cmd_data(args) -> int:
     from repro.data.loaders.real import load_real
 
     params = _params(args)
-    if args.name in ("imagenet", "inat2018"):  # listed and unpacked, not decoded (too large for memory)
-        from repro.data.loaders.large import prepare
+    from repro.data.loaders.large import LARGE, prepare
+
+    if args.name in LARGE:  # listed and unpacked, not decoded (too large for memory)
 
         n_train, n_test = prepare(args.name, Path(params.data_dir))
     else:
@@ -332,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset utilities")
     dsub = d.add_subparsers(dest="action", required=True)
     dl = dsub.add_parser("download", help="download a real dataset into data/<name>/ (needs a network)")
-    dl.add_argument("name", choices=("cifar10", "cifar100", "mnist", "caltech101", "imagenet", "inat2018"))
+    dl.add_argument("name", choices=DOWNLOADABLE)
     dl.set_defaults(fn=cmd_data)
     pa = sub.add_parser("params", help="every method's parameter count by module, beside the papers' printed counts")
     pa.add_argument("--json", help="also write the rows here (the audit reads reports/parameters.json)")

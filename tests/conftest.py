@@ -38,3 +38,30 @@ def tiny_params(tmp_path: Path, methods=("random", "entropy"), **exp_overrides) 
                              "eval_batch_size": 256}},
         "experiments": {"tiny": exp},
     }
+
+
+class SimulatedCrash(RuntimeError):
+    """A run stopped on purpose right after a stage's checkpoint was committed."""
+
+
+def crash_after_stage(monkeypatch, stage: int) -> None:
+    """Make the loop crash right after stage `stage` is complete (its checkpoint committed, its outputs written),
+    before the next stage trains, as a killed run would; patches the loop's checkpoint write and training call
+    instead of threading a flag through the loop."""
+    from repro.al import loop
+
+    write_state, train = loop.atomic_write_json, loop.fit_request
+    committed = []
+
+    def write(path, obj):
+        write_state(path, obj)
+        if Path(path).name == "state.json" and obj.get("next_stage") == stage + 1:
+            committed.append(stage)
+
+    def fit(request):
+        if committed:
+            raise SimulatedCrash(f"crashed after stage {stage}")
+        return train(request)
+
+    monkeypatch.setattr(loop, "atomic_write_json", write)
+    monkeypatch.setattr(loop, "fit_request", fit)

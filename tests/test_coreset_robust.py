@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from repro.al import kcenter_mip
 from repro.al.kcenter_mip import default_outliers, robust_kcenter
-from repro.al.losses import kcenter_greedy
+from repro.al.selection import kcenter_greedy
 from repro.al.strategies import STRATEGIES, build_strategy
 from repro.spec.schema import ConfigError, build
 from tests.test_strategies import trained_context

@@ -23,7 +23,7 @@ from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
 from repro.models.nets.daal import Discriminator, FeatureStandardiser, FeatureVAE, ScoreNet
 from repro.models.wrn import WideResNet28_2
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 SIGMA = 0.2
 

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.al import loop, losses
+from repro.al import loop, scores, selection
+from repro.al.losses import mcdal as mcdal_losses
 from repro.al.methods import check_methods
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.ads_detection import adversarial_epochs
@@ -89,7 +90,7 @@ def test_mcdal_reduces_each_map_before_the_discrepancy():
     b = a.flip(-1)  # the opposite at every pixel
     probs = head_probs(nn.ModuleList([nn.Identity()]), a, b)
     assert probs.shape == (2, 1, 2)
-    reduced_first = losses.pairwise_discrepancy(probs, "l1")
+    reduced_first = mcdal_losses.pairwise_discrepancy(probs, "l1")
     per_pixel = (torch.softmax(a, 1) - torch.softmax(b, 1)).abs().mean(1).mean()
     assert float(reduced_first) < 1e-6 and float(per_pixel) > 0.99
 
@@ -135,7 +136,7 @@ from repro.data.pool import ActivePool
 from repro.models import build_model
 from repro.spec.recipe import Recipe
 from repro.al.strategies import QueryContext, build_strategy
-from repro.al import losses
+from repro.al import scores
 def peak():
     return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) // 1024
 data = load_dataset('synthetic-cityscapes', train_size=3000, test_size=8)
@@ -144,7 +145,7 @@ ctx = QueryContext(model, data, ActivePool.initial('x', 3000, 10, 0), Augmenter(
                    Recipe(optimizer='sgd', lr=0.1, batch_size=8, epochs=1, eval_batch_size=50), 0, 0)
 torch.zeros(1); before = peak()
 with torch.no_grad():
-    s = ctx.position_scores(ctx.pool.unlabeled, losses.entropy)
+    s = ctx.position_scores(ctx.pool.unlabeled, scores.entropy)
 print(before, peak(), s.shape[0])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -185,7 +186,7 @@ def test_max_cover_greedy_is_greedy_and_within_the_bound(u, k, seed):
     g = torch.Generator().manual_seed(seed)
     sim = torch.rand(u + 3, u, generator=g)
     k = min(k, u)
-    picks = losses.max_cover_greedy(sim, k)
+    picks = selection.max_cover_greedy(sim, k)
     assert len(set(picks.tolist())) == k
     assert int(picks[0]) == int(sim.sum(0).argmax())
 
@@ -201,11 +202,11 @@ def test_max_cover_greedy_is_greedy_and_within_the_bound(u, k, seed):
 @given(st.integers(2, 4), st.integers(1, 3), st.integers(2, 5), st.integers(0, 2**16))
 def test_committee_disagreement_is_zero_when_members_agree(k, n, c, seed):
     p = torch.softmax(torch.randn(1, n, 3, c, generator=torch.Generator().manual_seed(seed)), -1).expand(k, -1, -1, -1)
-    assert torch.allclose(losses.committee_js_divergence(p), torch.zeros(n, 3), atol=1e-5)
-    assert torch.allclose(losses.committee_variance(p), torch.zeros(n, 3), atol=1e-7)
+    assert torch.allclose(scores.committee_js_divergence(p), torch.zeros(n, 3), atol=1e-5)
+    assert torch.allclose(scores.committee_variance(p), torch.zeros(n, 3), atol=1e-7)
     q = torch.softmax(torch.randn(k, n, 3, c, generator=torch.Generator().manual_seed(seed + 1)) * 3, -1)
-    assert (losses.committee_js_divergence(q) >= 0).all() and torch.allclose(
-        losses.committee_js_divergence(q), losses.bald(q))
+    assert (scores.committee_js_divergence(q) >= 0).all() and torch.allclose(
+        scores.committee_js_divergence(q), scores.bald(q))
 
 
 def test_ads_adversarial_epochs_are_spread_evenly():

@@ -24,7 +24,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 RTOL = 1e-4  # fp32 sums in another order (batched vs one example), compounded over the DeepFool steps
 N_POOL, N_LABELED = 160, 100  # 60 unlabeled candidates

@@ -17,7 +17,7 @@ from repro.core import distributed
 from repro.core.train import DataParallelHook, TrainingHook, fit
 from repro.data.datasets import load_dataset
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 from .conftest import ROOT, tiny_params
 

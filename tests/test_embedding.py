@@ -21,7 +21,7 @@ from repro.spec.artifacts import EmbeddingFigure
 from repro.spec.params import parse_params
 from repro.spec.runs import RecordError
 
-from .conftest import ROOT, tiny_params
+from .conftest import ROOT, SimulatedCrash, crash_after_stage, tiny_params
 
 ADS_BASELINE = {"method": "ads", "classifiers": 1, "weighting": "none", "selection": "random"}
 
@@ -133,7 +133,7 @@ def test_features_of_run_saves_every_stage_and_leaves_the_record_alone(tmp_path)
     assert loop.strip_volatile(loop.run(plain, "tiny", "random", 0, progress=False)) == loop.strip_volatile(other)
 
 
-def test_killed_run_keeps_the_finished_stages_features(tmp_path):
+def test_killed_run_keeps_the_finished_stages_features(tmp_path, monkeypatch):
     """Features of finished stages survive a kill (checkpointed with the stage, even when DVC removed the outs),
     a stage saved just before the kill but not committed is re-run rather than duplicated, and a checkpoint
     that lost them starts over: every way ends with the uninterrupted run's features."""
@@ -143,12 +143,14 @@ def test_killed_run_keeps_the_finished_stages_features(tmp_path):
 
     params = _params(tmp_path / "b")
     out, ckpt = layout.features_path(params, "tiny", "random", 0), layout.checkpoint_dir(params, "tiny", "random", 0)
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 0)
+        loop.run(params, "tiny", "random", 0, progress=False)
     assert {k.partition("_")[0] for k in _npz(out)} == {"params", "stage0"}
     stage0_state = (ckpt / "state.json").read_text()
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=1)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 1)
+        loop.run(params, "tiny", "random", 0, progress=False)
     assert "stage1_features" in _npz(ckpt / "features.npz")
     (ckpt / "state.json").write_text(stage0_state)  # killed after saving stage 1's features, before committing it
     shutil.rmtree(tmp_path / "b" / "results")  # `dvc repro` removes a stage's outs before running it
@@ -159,8 +161,9 @@ def test_killed_run_keeps_the_finished_stages_features(tmp_path):
 
     params = _params(tmp_path / "c")
     ckpt = layout.checkpoint_dir(params, "tiny", "random", 0)
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 0)
+        loop.run(params, "tiny", "random", 0, progress=False)
     (ckpt / "features.npz").unlink()  # a finished stage's features lost: the run starts over
     loop.run(params, "tiny", "random", 0, progress=False)
     again = _npz(layout.features_path(params, "tiny", "random", 0))

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro.al.losses import kcenter_greedy
 from repro.al.losses.ll import learning_loss_objective, loss_prediction_loss, mirrored_pairs
+from repro.al.selection import kcenter_greedy
 from repro.al.strategies import BudgetError, QueryContext, build_strategy
 from repro.al.strategies.ll import LLHook, LLOptions, LossPredictionModule, detach_epoch, predicted_losses
 from repro.core.train import TrainContext, fit, make_augmenter
@@ -19,7 +19,7 @@ from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
 from repro.spec.datasets import get_spec
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 # ---------------------------------------------------------------- the module
 

@@ -11,7 +11,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 
 def _fit(name, options, data, pool, epochs=3):

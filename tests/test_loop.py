@@ -8,7 +8,7 @@ from repro.al import loop
 from repro.spec import layout
 from repro.spec.params import parse_params
 
-from .conftest import tiny_params
+from .conftest import SimulatedCrash, crash_after_stage, tiny_params
 
 
 def test_tiny_run_writes_a_complete_record(tmp_path):
@@ -34,12 +34,13 @@ def test_methods_share_the_initial_pool(tmp_path):
     assert a["stages"][1]["selected_sha256"] != b["stages"][1]["selected_sha256"]
 
 
-def test_killed_run_resumes_to_the_same_record(tmp_path):
+def test_killed_run_resumes_to_the_same_record(tmp_path, monkeypatch):
     params = parse_params(tiny_params(tmp_path / "a"))
     full = loop.run(params, "tiny", "entropy", 0, progress=False)
     params_b = parse_params(tiny_params(tmp_path / "b"))
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params_b, "tiny", "entropy", 0, progress=False, stop_after_stage=0)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 0)
+        loop.run(params_b, "tiny", "entropy", 0, progress=False)
     assert not layout.record_path(params_b, "tiny", "entropy", 0).exists()
     state = json.loads((layout.checkpoint_dir(params_b, "tiny", "entropy", 0) / "state.json").read_text())
     assert state["next_stage"] == 1
@@ -47,11 +48,12 @@ def test_killed_run_resumes_to_the_same_record(tmp_path):
     assert loop.strip_volatile(resumed) == loop.strip_volatile(full)
 
 
-def test_changed_params_discard_old_checkpoint(tmp_path):
+def test_changed_params_discard_old_checkpoint(tmp_path, monkeypatch):
     raw = tiny_params(tmp_path)
     params = parse_params(raw)
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params, "tiny", "random", 0, progress=False, stop_after_stage=0)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 0)
+        loop.run(params, "tiny", "random", 0, progress=False)
     raw["recipes"]["tiny"]["lr"] = 0.01
     rec = loop.run(parse_params(raw), "tiny", "random", 0, progress=False)
     assert len(rec["stages"]) == 3  # started over, all stages trained with the new params
@@ -87,8 +89,9 @@ def test_killed_run_resumes_carried_over_method_modules(tmp_path, monkeypatch):
     params = parse_params(tiny_params(tmp_path / "a", methods=("mcdal",)))
     full = loop.run(params, "tiny", "mcdal", 0, progress=False)
     params_b = parse_params(tiny_params(tmp_path / "b", methods=("mcdal",)))
-    with pytest.raises(loop.StopAfterStage):
-        loop.run(params_b, "tiny", "mcdal", 0, progress=False, stop_after_stage=0)
+    with monkeypatch.context() as mp, pytest.raises(SimulatedCrash):
+        crash_after_stage(mp, 0)
+        loop.run(params_b, "tiny", "mcdal", 0, progress=False)
     ckpt = layout.checkpoint_dir(params_b, "tiny", "mcdal", 0)
     assert (ckpt / "model.pt").is_file() and (ckpt / "method_state.pt").is_file()
     import torch

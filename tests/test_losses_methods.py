@@ -8,7 +8,9 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from repro.al import losses
+from repro.al import scores, selection
+from repro.al.losses import ads as ads_losses
+from repro.al.losses import mcdal as mcdal_losses
 
 from .test_losses import prob_matrices
 
@@ -28,57 +30,57 @@ def mc_probs(draw):
     return torch.softmax(torch.randn(t, n, c, generator=g) * draw(st.sampled_from([0.1, 1.0, 5.0])), -1)
 
 
-@given(prob_pairs(), st.sampled_from(losses.DISCREPANCIES))
+@given(prob_pairs(), st.sampled_from(mcdal_losses.DISCREPANCIES))
 def test_discrepancy_zero_on_identical(pq, kind):
     p, _ = pq
-    assert torch.allclose(losses.discrepancy(p, p, kind), torch.zeros(p.shape[0]), atol=1e-6)
+    assert torch.allclose(mcdal_losses.discrepancy(p, p, kind), torch.zeros(p.shape[0]), atol=1e-6)
 
 
 @given(prob_pairs(), st.sampled_from(["l1", "l2"]))
 def test_l1_l2_symmetric(pq, kind):
     p, q = pq
-    assert torch.allclose(losses.discrepancy(p, q, kind), losses.discrepancy(q, p, kind), atol=1e-7)
+    assert torch.allclose(mcdal_losses.discrepancy(p, q, kind), mcdal_losses.discrepancy(q, p, kind), atol=1e-7)
 
 
 @given(prob_pairs())
 def test_l1_range_is_0_to_2_over_c(pq):
     p, q = pq
-    d = losses.discrepancy(p, q, "l1")
+    d = mcdal_losses.discrepancy(p, q, "l1")
     assert (d >= 0).all() and (d <= 2.0 / p.shape[1] + 1e-6).all()
 
 
 @given(prob_pairs())
 def test_kl_nonnegative(pq):
     p, q = pq
-    assert (losses.discrepancy(p, q, "kl") >= 0).all()
+    assert (mcdal_losses.discrepancy(p, q, "kl") >= 0).all()
 
 
 @given(st.lists(prob_matrices(max_n=8, max_c=6), min_size=1, max_size=1), st.integers(1, 7))
 def test_mcdal_acquisition_nonnegative_and_zero_when_heads_agree(ps, k):
     p = ps[0]
     same = torch.stack([p] * (k + 1))  # main + k heads, all identical everywhere
-    d = losses.pairwise_discrepancy(same)
+    d = mcdal_losses.pairwise_discrepancy(same)
     assert torch.allclose(d, torch.zeros_like(d), atol=1e-6)
-    s = losses.mcdal_acquisition(d[: max(1, len(d) // 2)], d)
+    s = mcdal_losses.mcdal_acquisition(d[: max(1, len(d) // 2)], d)
     assert torch.allclose(s, torch.zeros_like(s), atol=1e-6)
     g = torch.Generator().manual_seed(k)
     other = torch.softmax(torch.randn(k + 1, *p.shape, generator=g), -1)
-    d2 = losses.pairwise_discrepancy(other)
-    assert (losses.mcdal_acquisition(d2, d2.flip(0)) >= 0).all()
+    d2 = mcdal_losses.pairwise_discrepancy(other)
+    assert (mcdal_losses.mcdal_acquisition(d2, d2.flip(0)) >= 0).all()
 
 
 def test_pairwise_discrepancy_counts_all_pairs():
     g = torch.Generator().manual_seed(0)
     p = torch.softmax(torch.randn(3, 5, 4, generator=g), -1)
-    d = losses.pairwise_discrepancy(p)
-    ref = losses.discrepancy(p[1], p[2]) + losses.discrepancy(p[0], p[1]) + losses.discrepancy(p[0], p[2])
+    d = mcdal_losses.pairwise_discrepancy(p)
+    ref = mcdal_losses.discrepancy(p[1], p[2]) + mcdal_losses.discrepancy(p[0], p[1]) + mcdal_losses.discrepancy(p[0], p[2])
     assert torch.allclose(d, ref)  # D(x) = d(p1, p2) + d(p, p1) + d(p, p2) (MCDAL Eq. 5 text)
 
 
 @given(st.lists(st.floats(0, 5), min_size=2, max_size=30), st.integers(1, 256), st.floats(0, 1))
 def test_ads_weights(es, n, tau):
     e = torch.tensor(sorted(es))
-    wa, wd = losses.ads_weights(e, n, tau)
+    wa, wd = ads_losses.ads_weights(e, n, tau)
     assert torch.allclose(wa + wd, torch.full_like(e, 1.0 / n), atol=1e-7)
     assert (wa > 0).all() and (wd > 0).all() and (wa < 1.0 / n).all() and (wd < 1.0 / n).all()
     assert (wa[1:] <= wa[:-1] + 1e-9).all() and (wd[1:] >= wd[:-1] - 1e-9).all()  # monotone in E(u)
@@ -94,15 +96,15 @@ def sigmoid_pairs(draw):
 @given(sigmoid_pairs(), st.sampled_from(["mean", "max", "min"]))
 def test_ads_entropy_range_and_symmetry(pair, reduce):
     s1, s2 = pair
-    e = losses.ads_entropy(s1, s2, reduce)
+    e = ads_losses.ads_entropy(s1, s2, reduce)
     c = s1.shape[1]
     assert (e >= 0).all() and (e <= c / math.e + 1e-5).all()  # raw sigmoid scores: each -s log s <= 1/e
-    assert torch.allclose(e, losses.ads_entropy(s2, s1, reduce), atol=1e-6)
-    r = losses.ads_entropy(s1, s2, reduce, renormalise=True)  # the code's reading: a distribution's entropy
+    assert torch.allclose(e, ads_losses.ads_entropy(s2, s1, reduce), atol=1e-6)
+    r = ads_losses.ads_entropy(s1, s2, reduce, renormalise=True)  # the code's reading: a distribution's entropy
     assert (r >= 0).all() and (r <= math.log(c) + 1e-5).all()
-    e2 = losses.ads_entropy(s1, s2, reduce, log_base=2.0)
+    e2 = ads_losses.ads_entropy(s1, s2, reduce, log_base=2.0)
     assert torch.allclose(e2, e / math.log(2.0), atol=1e-5)
-    lo, mid, hi = (losses.ads_entropy(s1, s2, r) for r in ("min", "mean", "max"))
+    lo, mid, hi = (ads_losses.ads_entropy(s1, s2, r) for r in ("min", "mean", "max"))
     assert (lo <= mid + 1e-6).all() and (mid <= hi + 1e-6).all()
 
 
@@ -111,43 +113,43 @@ def test_ads_entropy_is_eq3_on_raw_sigmoid_scores():
     renormalisation; a head at 0.5 everywhere contributes C/2 * log 2."""
     s1 = torch.full((1, 4), 0.5)
     s2 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    e = losses.ads_entropy(s1, s2)
+    e = ads_losses.ads_entropy(s1, s2)
     assert e.item() == pytest.approx(0.5 * 4 * 0.5 * math.log(2.0))
-    assert losses.ads_entropy(s1, s2, renormalise=True).item() == pytest.approx(0.5 * math.log(4.0))
+    assert ads_losses.ads_entropy(s1, s2, renormalise=True).item() == pytest.approx(0.5 * math.log(4.0))
 
 
 @given(sigmoid_pairs())
 def test_ads_agreement_and_discrepancy_losses(pair):
     s1, s2 = pair
-    la, ld = losses.ads_agreement_loss(s1, s2), losses.ads_discrepancy_loss(s1, s2)
+    la, ld = ads_losses.ads_agreement_loss(s1, s2), ads_losses.ads_discrepancy_loss(s1, s2)
     assert torch.allclose(la + ld, torch.ones_like(la)) and (la >= 0).all() and (la <= 1).all()
-    assert torch.allclose(losses.ads_agreement_loss(s1, s1), torch.zeros_like(la))
+    assert torch.allclose(ads_losses.ads_agreement_loss(s1, s1), torch.zeros_like(la))
 
 
 @given(prob_matrices())
 def test_least_confidence_and_margin_ranges(p):
     c = p.shape[1]
-    lc, m = losses.least_confidence(p), losses.margin(p)
+    lc, m = scores.least_confidence(p), scores.margin(p)
     assert (lc >= -1e-7).all() and (lc <= 1 - 1.0 / c + 1e-6).all()
     assert (m >= -1 - 1e-7).all() and (m <= 1e-7).all()
     u = torch.full((1, c), 1.0 / c)
-    assert torch.isclose(losses.margin(u), torch.zeros(1), atol=1e-7).all()
+    assert torch.isclose(scores.margin(u), torch.zeros(1), atol=1e-7).all()
 
 
 @given(mc_probs())
 def test_variation_ratio_range(mc):
     t, _, c = mc.shape
-    vr = losses.variation_ratio(mc)
+    vr = scores.variation_ratio(mc)
     assert (vr >= 0).all() and (vr <= 1 - 1.0 / min(t, c) + 1e-6).all()
-    assert torch.allclose(losses.variation_ratio(mc[:1].repeat(t, 1, 1)), torch.zeros_like(vr))
+    assert torch.allclose(scores.variation_ratio(mc[:1].repeat(t, 1, 1)), torch.zeros_like(vr))
 
 
 @given(mc_probs())
 def test_bald_between_zero_and_predictive_entropy(mc):
-    b, h = losses.bald(mc), losses.mc_entropy(mc)
+    b, h = scores.bald(mc), scores.mc_entropy(mc)
     assert (b >= 0).all() and (b <= h + 1e-5).all()
     same = mc[:1].repeat(mc.shape[0], 1, 1)
-    assert torch.allclose(losses.bald(same), torch.zeros_like(b), atol=1e-5)
+    assert torch.allclose(scores.bald(same), torch.zeros_like(b), atol=1e-5)
 
 
 def _kcenter_float64(x: np.ndarray, labeled: np.ndarray, budget: int):
@@ -183,7 +185,7 @@ def test_kcenter_matches_float64_reference(n, d, n_lab, budget, seed, clustered)
         x = rng.normal(size=(n, d))
     labeled = np.zeros(n, dtype=bool)
     labeled[rng.choice(n, n_lab, replace=False)] = True
-    picks = losses.kcenter_greedy(torch.tensor(x, dtype=torch.float32), torch.tensor(labeled), budget).numpy()
+    picks = selection.kcenter_greedy(torch.tensor(x, dtype=torch.float32), torch.tensor(labeled), budget).numpy()
     ref, gaps = _kcenter_float64(x.astype(np.float32), labeled, budget)
     # identical wherever float64's top-two gap exceeds fp32 resolution; after the first near-tie, stop comparing
     for step in range(budget):
@@ -206,12 +208,12 @@ def test_kcenter_matches_float64_reference(n, d, n_lab, budget, seed, clustered)
 def test_kcenter_ties_go_to_lowest_index():
     x = torch.tensor([[0.0], [1.0], [-1.0], [1.0], [-1.0]])
     labeled = torch.tensor([True, False, False, False, False])
-    assert losses.kcenter_greedy(x, labeled, 2).tolist() == [1, 2]
+    assert selection.kcenter_greedy(x, labeled, 2).tolist() == [1, 2]
 
 
 @given(st.integers(1, 5000), st.integers(1, 50))
 def test_split_budget(budget, parts):
-    sizes = losses.split_budget(budget, parts)
+    sizes = selection.split_budget(budget, parts)
     assert sum(sizes) == budget and len(sizes) == min(parts, budget)
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
@@ -219,15 +221,15 @@ def test_split_budget(budget, parts):
 @given(prob_matrices())
 def test_egl_is_probability_weighted_norm(p):
     g = torch.rand(p.shape, generator=torch.Generator().manual_seed(0))
-    e = losses.expected_gradient_length(g, p)
+    e = scores.expected_gradient_length(g, p)
     assert (e >= 0).all() and (e <= g.max(1).values + 1e-6).all()
 
 
 def test_select_topk_with_minus_inf_excluded_candidates():
     s = torch.tensor([float("-inf"), 1.0, 2.0])
-    assert losses.select_topk(s, 2, torch.tensor([1, 2])).tolist() == [2, 1]
+    assert selection.select_topk(s, 2, torch.tensor([1, 2])).tolist() == [2, 1]
     with pytest.raises(ValueError):
-        losses.select_topk(s, 4)
+        selection.select_topk(s, 4)
 
 
 def test_kcenter_without_labeled_points_and_with_ties():
@@ -235,5 +237,5 @@ def test_kcenter_without_labeled_points_and_with_ties():
     lowest index (the lookahead's candidates keep index order among ties)."""
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
     none = torch.zeros(5, dtype=torch.bool)
-    assert losses.kcenter_greedy(x, none, 3).tolist() == [0, 3, 1]
-    assert losses.kcenter_greedy(x, none, 3, lookahead=1).tolist() == [0, 3, 1]
+    assert selection.kcenter_greedy(x, none, 3).tolist() == [0, 3, 1]
+    assert selection.kcenter_greedy(x, none, 3, lookahead=1).tolist() == [0, 3, 1]

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro.al import losses
+from repro.al import scores
 from repro.al.losses import mal as mal_losses
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.mal import MALOptions
@@ -22,7 +22,7 @@ from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
 from repro.models.nets import mal as mal_nets
 from repro.models.nets.mal import CosineClassifier, Discriminator, Encoder, load_trunk, paper_modules
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 from repro.spec.schema import ConfigError, build
 
 # --- parameter counts (supp. Sec. B; REFERENCE.md section 7) ----------------------------------------------
@@ -89,7 +89,7 @@ def test_discriminator_outputs_probabilities(seed, d, scale):
 @given(st.integers(0, 2**31 - 1), st.floats(0.0, 2.0))
 def test_minimax_entropy_loss_is_minus_weighted_entropy(seed, weight):
     logits = _randn(seed, 6, 5) * 3
-    expected = -weight * losses.entropy(torch.softmax(logits, -1)).mean()
+    expected = -weight * scores.entropy(torch.softmax(logits, -1)).mean()
     assert torch.allclose(mal_losses.minimax_entropy_loss(logits, weight), expected, atol=1e-5)
 
 
@@ -217,7 +217,7 @@ def test_minimax_step_raises_entropy_for_c_and_lowers_it_for_f():
 
     def entropy():
         with torch.no_grad():
-            return float(losses.entropy(torch.softmax(hook.cls(hook.enc.embed(xu)), -1)).mean())
+            return float(scores.entropy(torch.softmax(hook.cls(hook.enc.embed(xu)), -1)).mean())
 
     for player in (hook.cls, hook.enc):
         before = entropy()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from repro.al import losses
+from repro.al import selection
+from repro.al.losses import ads as ads_losses
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
 from repro.al.strategies.dal import DALOptions
@@ -19,7 +20,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +98,8 @@ def test_vote_variation_ratio_breaks_ties_at_random_per_run_not_by_index():
 def test_select_topk_tiebreak_priorities():
     scores = torch.tensor([1.0, 2.0, 1.0, 1.0, 0.0])
     prio = torch.tensor([3, 0, 2, 1, 4])
-    assert losses.select_topk(scores, 3, tiebreak=prio).tolist() == [1, 3, 2]
-    assert losses.select_topk(scores, 3).tolist() == [1, 0, 2]
+    assert selection.select_topk(scores, 3, tiebreak=prio).tolist() == [1, 3, 2]
+    assert selection.select_topk(scores, 3).tolist() == [1, 0, 2]
 
 
 def test_variation_ratio_mean_probability_reading_is_least_confidence_of_the_mean():
@@ -173,7 +174,7 @@ def test_ads_table2_varies_only_the_weight_entropy():
     for reduce in ("max", "min"):
         hook = ADSHook(ADSOptions(weighting="entropy", entropy_from=reduce))
         assert torch.allclose(hook.selection_entropy(s1, s2), mean_sel)
-        assert torch.allclose(hook.weight_entropy(s1, s2), losses.ads_entropy(s1, s2, reduce))
+        assert torch.allclose(hook.weight_entropy(s1, s2), ads_losses.ads_entropy(s1, s2, reduce))
 
 
 def test_ads_table_rows_are_the_named_variants():

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro.al.losses import select_topk
+from repro.al.selection import select_topk
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
 from repro.al.strategies.dal import DALOptions, train_discriminator, unlabeled_probability
@@ -18,7 +18,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _model(data, width=0.125, seed=0):
 def test_mcdal_heads_discrepancy_on_unlabeled_rises(data, monkeypatch):
     """Against a control whose heads minimise CE only (same task model: the heads do not touch it), the
     L_dis term (Eq. 3) leaves the heads disagreeing more on the unlabeled pool."""
-    from repro.al import losses
+    from repro.al.losses import mcdal as mcdal_losses
     from repro.al.strategies.mcdal import MCDALHook, head_probs
 
     pool = ActivePool.initial("x", 300, 60, 0)
@@ -50,7 +50,7 @@ def test_mcdal_heads_discrepancy_on_unlabeled_rises(data, monkeypatch):
         logits, feats = predict(model, data.train_x, pool.unlabeled, Augmenter((), data.spec.mean, data.spec.std, "cpu"),
                                 bf16=False)
         with torch.no_grad():
-            d = losses.pairwise_discrepancy(head_probs(trained.state["heads"], logits, feats), "l1").mean()
+            d = mcdal_losses.pairwise_discrepancy(head_probs(trained.state["heads"], logits, feats), "l1").mean()
         return float(d), [float(t) for t in hook.discrepancy_trace], model
 
     with_dis, trace, model_a = train(1.0)

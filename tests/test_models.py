@@ -57,7 +57,7 @@ def test_method_parameter_counts_match_references():
     from repro.al.strategies import build_strategy
     from repro.core.train import fit
     from repro.data.datasets import load_dataset
-    from repro.spec.params import Recipe
+    from repro.spec.recipe import Recipe
 
     data = load_dataset("synthetic-cifar10", train_size=8, test_size=2)
     counts = {}

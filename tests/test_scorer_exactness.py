@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from repro.al.losses import expected_gradient_length, select_topk
+from repro.al.scores import expected_gradient_length
+from repro.al.selection import select_topk
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.dfal import DFALOptions, deepfool
 from repro.al.strategies.egl import EGLOptions, _param_set, per_class_sq_norms
@@ -32,7 +33,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 from .test_dfal_code import cleverhans_deepfool
 

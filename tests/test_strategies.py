@@ -20,7 +20,7 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 POINTWISE = {n for n, cls in STRATEGIES.items() if cls.pointwise}  # capabilities, declared by each strategy
 # methods that query (the full-data reference, `full_pool`, trains on the whole pool and refuses to query)

@@ -9,7 +9,7 @@ from repro.core.train import BatchStream, TrainingHook, fit, learning_rate
 from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.models import build_model
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 
 def _recipe(**kw):

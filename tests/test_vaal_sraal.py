@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro.al.losses import select_topk
 from repro.al.losses import vae as vl
+from repro.al.selection import select_topk
 from repro.al.strategies import STRATEGIES, QueryContext, build_strategy
 from repro.al.strategies.sraal import SRAALHook, stepwise_decay
 from repro.al.strategies.vaal import discriminator_probability, latent_means
@@ -23,7 +23,7 @@ from repro.data.pool import ActivePool
 from repro.models import build_model, count_parameters
 from repro.models.nets.vae import ConvVAE, LatentDiscriminator, SplitLatentVAE, VAEOutput
 from repro.spec.datasets import get_spec
-from repro.spec.params import Recipe
+from repro.spec.recipe import Recipe
 
 from .test_strategies import trained_context
 

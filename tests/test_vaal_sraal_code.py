@@ -12,7 +12,8 @@ from repro.data.augment import Augmenter
 from repro.data.datasets import load_dataset
 from repro.data.pool import ActivePool
 from repro.models.nets.vae import ConvVAE, LatentDiscriminator
-from repro.spec.params import Recipe, load_params
+from repro.spec.params import load_params
+from repro.spec.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from repro.al.losses import kcenter_greedy
+from repro.al.selection import kcenter_greedy
 
 BLOCK = 1 << 22  # screened pairs per row block (fp32 entries)
 PAIR_CHUNK = 1 << 16  # exact pairs per gather

@@ -44,10 +44,6 @@ FEATURE_FIELDS = ("features", "indices", "labels", "labeled", "labeled_sha256")
 PREDICTION_IMAGES = 6  # images of the first query whose predictions a `predictions_of` run saves
 
 
-class StopAfterStage(RuntimeError):
-    """Raised (tests only) to simulate a run killed right after a stage's checkpoint."""
-
-
 
 
 def load_experiment_data(params: Params, experiment: str, device=None) -> ImageData:
@@ -86,10 +82,9 @@ def run(
     seed: int,
     data: ImageData | None = None,
     progress: bool = True,
-    stop_after_stage: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one active-learning run and write its record; returns the record."""
-    steps = run_steps(params, experiment, method, seed, data, progress, stop_after_stage)
+    steps = run_steps(params, experiment, method, seed, data, progress)
     try:
         request = next(steps)
         while True:
@@ -105,7 +100,6 @@ def run_steps(
     seed: int,
     data: ImageData | None = None,
     progress: bool = True,
-    stop_after_stage: int | None = None,
 ) -> Generator[TrainRequest, TrainResult, dict[str, Any]]:
     """One run as a generator: it yields each stage's training as a `TrainRequest` and is sent the TrainResult
     (`run` trains it alone, `run_group` in lockstep with others); everything else of the stage is its own.
@@ -210,8 +204,6 @@ def run_steps(
             atomic_write_json(ckpt / "state.json", state)
         if writer and save_features:
             atomic_write_npz(features_path(params, experiment, method, seed), features)
-        if stop_after_stage is not None and stage >= stop_after_stage:
-            raise StopAfterStage(f"stopped after stage {stage}")
     record = {
         "experiment": experiment, "method": method, "seed": seed, "paper": exp.paper, "profile": params.profile,
         "dataset": exp.dataset, "backbone": exp.backbone, "pool_size": data.pool_size,

@@ -33,7 +33,6 @@ OUTPUT_STRIDE = 8
 # fyu/drn's ImageNet checkpoint for drn_d_22 (model_urls['drn-d-22']). Its full sha256 is not published; the 8 hex
 # digits in the name follow torch.hub's "<name>-<sha256 prefix>.pth" convention (unverified: fyu's loader does not
 # check them), so `load_pretrained` takes the digest from the caller.
-DRN_D_22_IMAGENET_FILE = "drn_d_22-4bd2f8ea.pth"
 
 
 class BasicBlock(nn.Module):

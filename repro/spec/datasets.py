@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 # MCDAL's reference normalises CIFAR-10 with the CIFAR-100 constants (REFERENCE.md section 1, 13).
 CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
 CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
@@ -48,6 +47,7 @@ class DatasetSpec:
     files_of: str | None = None
     # held in host memory on a GPU run, batches gathered to the device per step (full-resolution frames)
     host_resident: bool = False
+    downloads: bool = False  # `python -m repro data download <name>` fetches it (the others need a registration)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -66,19 +66,19 @@ class DatasetSpec:
 
 
 REAL = {
-    "cifar10": DatasetSpec("cifar10", 3, 32, 32, 10, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True),
-    "cifar100": DatasetSpec("cifar100", 3, 32, 32, 100, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True),
+    "cifar10": DatasetSpec("cifar10", 3, 32, 32, 10, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True, downloads=True),
+    "cifar100": DatasetSpec("cifar100", 3, 32, 32, 100, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True, downloads=True),
     # DAL feeds x/255 without mean/std normalisation (REFERENCE.md section 9).
-    "mnist": DatasetSpec("mnist", 1, 28, 28, 10, 60_000, 10_000, (0.0,), (1.0,), True),
+    "mnist": DatasetSpec("mnist", 1, 28, 28, 10, 60_000, 10_000, (0.0,), (1.0,), True, downloads=True),
     # Caltech-101 has no official split: a seeded stratified 80/20 split of the 8,677 object images
     # (background class excluded), resized to 64x64 (choice recorded in data/README.md).
-    "caltech101": DatasetSpec("caltech101", 3, 64, 64, 101, 6_941, 1_736, IMAGENET_MEAN, IMAGENET_STD, True),
+    "caltech101": DatasetSpec("caltech101", 3, 64, 64, 101, 6_941, 1_736, IMAGENET_MEAN, IMAGENET_STD, True, downloads=True),
     # MAL Sec. 4.1 / supp. Table 1: 224 x 224 inputs (resized to 256, random-cropped to 224 in training);
     # stored at 256 x 256 (repro/data/loaders/large.py), cropped on the device.
     "imagenet": DatasetSpec("imagenet", 3, 224, 224, 1_000, 1_281_167, 50_000, IMAGENET_MEAN, IMAGENET_STD, True,
-                            stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
+                            stored_size=(RESIZE_SIZE, RESIZE_SIZE), downloads=True),
     "inat2018": DatasetSpec("inat2018", 3, 224, 224, 8_142, 437_513, 24_426, IMAGENET_MEAN, IMAGENET_STD, True,
-                            stored_size=(RESIZE_SIZE, RESIZE_SIZE)),
+                            stored_size=(RESIZE_SIZE, RESIZE_SIZE), downloads=True),
     # Cityscapes fine: 2,975 train frames (MCDAL's pool); the 500 val frames are the test set (test labels are not
     # public). Held at the native 1024 x 2048 in host memory; the model trains on 688 x 688 crops (fyu/drn's
     # `segment.py` RandomCrop, docs/cityscapes.md) and is evaluated on full frames.
@@ -119,6 +119,7 @@ for _name, _spec in REAL.items():
     )
 
 DATASETS: dict[str, DatasetSpec] = {**REAL, **EMBEDDED}
+DOWNLOADABLE = tuple(name for name, s in REAL.items() if s.downloads)
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from repro.spec.datasets import DATASETS, get_spec
-from repro.spec.recipe import FRAME_CROPS, TASK_AUGMENTATIONS, Recipe  # noqa: F401  (Recipe: the trainer's type)
+from repro.spec.recipe import FRAME_CROPS, TASK_AUGMENTATIONS, Recipe
 from repro.spec.schema import (
     Bool,
     Check,
@@ -55,10 +55,6 @@ TASK_METRICS = {"classification": ("accuracy",), "segmentation": ("miou",),
                 "detection": ("map50_voc07", "map50_coco101")}
 METRIC_LABELS = {"accuracy": "accuracy", "miou": "mIoU", "map50_voc07": "mAP@0.5 (VOC07 11-point)",
                  "map50_coco101": "mAP@0.5 (101-point)"}
-
-
-def _backbones():
-    return BACKBONE_NAMES
 
 
 class _RawMap(Check):
@@ -163,7 +159,7 @@ class Experiment:
 
     paper: str = spec(Choice(PAPERS))
     dataset: str = spec(Choice(_datasets))
-    backbone: str = spec(Choice(_backbones))
+    backbone: str = spec(Choice(BACKBONE_NAMES))
     recipe: str = spec(Str())
     # registered method names or names from `variants` (checked against both after parsing)
     methods: tuple[str, ...] = spec(ListOf(Str(), min_len=1, unique=True))

@@ -21,7 +21,7 @@ from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from repro.al.loop import build_task_model
-from repro.al.losses import kcenter_greedy
+from repro.al.selection import kcenter_greedy
 from repro.al.strategies import STRATEGIES
 from repro.core.device import resolve_device
 from repro.core.infer import accuracy

@@ -91,11 +91,6 @@ def dpp_loss(scores: torch.Tensor, features: torch.Tensor, sigma: float = 0.2, e
     return -dpp_log_probability(scores, features, dpp_subset(scores, sigma), eps)
 
 
-def sparsity_loss(scores: torch.Tensor, features: torch.Tensor, sigma: float = 0.2, eps: float = 1e-6) -> torch.Tensor:
-    """L_sparsity of DAAL Eq. 5: L_LR + L_DPP (Eq. 6) on one batch of unlabeled features and their scores."""
-    return length_regulariser(scores, sigma) + dpp_loss(scores, features, sigma, eps)
-
-
 def _logdet_pd(a: torch.Tensor) -> torch.Tensor:
     """log det of a symmetric positive-definite matrix via Cholesky (no host sync: cholesky_ex)."""
     chol = torch.linalg.cholesky_ex(a).L

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repro.al import losses
+from repro.al.losses import ads as ads_losses
 from repro.al.strategies.ads_detection import ADSDetectionHook, classifier_detections, image_scores
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.core.train import TrainContext, TrainingHook, eval_mode
@@ -85,7 +85,7 @@ CODE_WEIGHT_DIVISOR = 128
 
 def selection_entropy(opts: ADSOptions, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     """E(u) of Eq. 3 (the mean over the two heads) for sample selection."""
-    return losses.ads_entropy(s1, s2, "mean", 2.0 if opts.log2 else None, opts.renormalise)
+    return ads_losses.ads_entropy(s1, s2, "mean", 2.0 if opts.log2 else None, opts.renormalise)
 
 
 class ADSHook(TrainingHook):
@@ -126,13 +126,13 @@ class ADSHook(TrainingHook):
 
     def weight_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         """E(u) inside the calibration weights (Eqs. 4, 7): mean (Eq. 3), max or min over heads (Table 2)."""
-        return losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None, self.o.renormalise)
+        return ads_losses.ads_entropy(s1, s2, self.o.entropy_from, 2.0 if self.o.log2 else None, self.o.renormalise)
 
     def selection_entropy(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         return selection_entropy(self.o, s1, s2)
 
     def _bce(self, model, features, y) -> torch.Tensor:
-        return sum(losses.ads_bce(z, y) for z in model.head.logits(features)).mean()  # Eq. 1
+        return sum(ads_losses.ads_bce(z, y) for z in model.head.logits(features)).mean()  # Eq. 1
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
         model, o = ctx.model, self.o
@@ -148,8 +148,8 @@ class ADSHook(TrainingHook):
             if o.weighting == "none":
                 w = torch.full((n,), 1.0 / n, device=s1.device)
             else:
-                w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[0]
-            loss = self.alignment_loss(w, losses.ads_agreement_loss(s1, s2))
+                w = ads_losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[0]
+            loss = self.alignment_loss(w, ads_losses.ads_agreement_loss(s1, s2))
             opt = self.feat_opt
         else:  # discrepancy: fix g; update f1, f2 to disagree on U while fitting L (Eqs. 6-8 + Eq. 1)
             with torch.no_grad(), ctx.autocast():
@@ -159,10 +159,10 @@ class ADSHook(TrainingHook):
             s1, s2 = torch.sigmoid(z1), torch.sigmoid(z2)
             n = s1.shape[0]
             if o.weighting == "calibration":
-                w = losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[1]
+                w = ads_losses.ads_weights(self.weight_entropy(s1.detach(), s2.detach()), n, o.tau)[1]
             else:
                 w = torch.full((n,), 1.0 / n, device=s1.device)
-            loss = self.alignment_loss(w, losses.ads_discrepancy_loss(s1, s2)) + self._bce(model, fl, y)
+            loss = self.alignment_loss(w, ads_losses.ads_discrepancy_loss(s1, s2)) + self._bce(model, fl, y)
             opt = self.cls_opt
         return ctx.step(opt, loss)
 
@@ -200,7 +200,7 @@ class ADSTaskHook(TrainingHook):
 
 @register("ads")
 class ADSStrategy(ScoreStrategy):
-    """Top-k of E(u) (ADS Eq. 3, `losses.ads_entropy`) among a seeded random subset; or random (Table 1).
+    """Top-k of E(u) (ADS Eq. 3, `ads_losses.ads_entropy`) among a seeded random subset; or random (Table 1).
     Detection: `repro.al.strategies.ads_detection` (SSD, the top-1,000 anchors per image)."""
 
     Options = ADSOptions

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from repro.al import losses
+from repro.al.losses import ads as ads_losses
 from repro.core.train import TrainContext, TrainingHook
 
 PHASE_DRIVERS = {"labeled": "labeled", "agreement": "unlabeled", "discrepancy": "unlabeled+labeled"}
@@ -56,7 +56,7 @@ def adversarial_epochs(epochs: int, count: int | None) -> set[int]:
 
 def anchor_entropy(opts, s1: torch.Tensor, s2: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     """(N, A) E(u) of every anchor's two score vectors (ADS Eq. 3 per feature vector)."""
-    return losses.ads_entropy(s1, s2, reduce, 2.0 if opts.log2 else None, opts.renormalise)
+    return ads_losses.ads_entropy(s1, s2, reduce, 2.0 if opts.log2 else None, opts.renormalise)
 
 
 def top_anchors(e: torch.Tensor, k: int) -> torch.Tensor:
@@ -118,9 +118,9 @@ class ADSDetectionHook(TrainingHook):
         n = s1.shape[0]
         if (which == 0 and self.o.weighting == "none") or (which == 1 and self.o.weighting != "calibration"):
             return torch.full((n,), 1.0 / n, device=s1.device)
-        e = losses.ads_entropy(s1.detach(), s2.detach(), self.o.entropy_from, 2.0 if self.o.log2 else None,
+        e = ads_losses.ads_entropy(s1.detach(), s2.detach(), self.o.entropy_from, 2.0 if self.o.log2 else None,
                                self.o.renormalise)
-        return losses.ads_weights(e, n, self.o.tau)[which]
+        return ads_losses.ads_weights(e, n, self.o.tau)[which]
 
     def training_step(self, ctx: TrainContext, x, y) -> torch.Tensor:
         if ctx.phase == "labeled":  # the detector's loss + Eq. 1 for f1, f2 (one backward)
@@ -133,14 +133,14 @@ class ADSDetectionHook(TrainingHook):
             with ctx.autocast():
                 maps = list(ctx.model.ssd.backbone(xu).values())
                 s1, s2 = self._selected(ctx, maps)
-            loss = (self._weights(s1, s2, 0) * losses.ads_agreement_loss(s1, s2)).sum()
+            loss = (self._weights(s1, s2, 0) * ads_losses.ads_agreement_loss(s1, s2)).sum()
             return ctx.step(self.feat_opt, loss)
         with torch.no_grad(), ctx.autocast():  # discrepancy: the backbone fixed, f1, f2 apart on U, fit L
             maps = list(ctx.model.ssd.backbone(xu).values())
             out_l = ctx.model(x)
         out_l = out_l._replace(feature_maps=tuple(m.detach() for m in out_l.feature_maps))
         s1, s2 = self._selected(ctx, maps)
-        loss = (self._weights(s1, s2, 1) * losses.ads_discrepancy_loss(s1, s2)).sum() + self._eq1(ctx, out_l, y)
+        loss = (self._weights(s1, s2, 1) * ads_losses.ads_discrepancy_loss(s1, s2)).sum() + self._eq1(ctx, out_l, y)
         return ctx.step(self.head_opt, loss)
 
 

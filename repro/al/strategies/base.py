@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from repro.al.losses import select_topk
 from repro.al.parameters import MCDAL_TABLE1, ParameterConfig
+from repro.al.selection import select_topk
 from repro.core.infer import map_outputs, predict
 from repro.core.tasks import Task, task_of
 from repro.core.train import TrainingHook, derive_seed

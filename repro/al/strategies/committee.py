@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.al import losses
+from repro.al import scores, selection
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, Strategy, register
 from repro.core.seeding import derive_seed
 from repro.core.train import BatchStream, TrainContext, TrainingHook, eval_mode
@@ -123,19 +123,19 @@ class _Members(nn.Module):
 
 @register("qbc")
 class QBCStrategy(_Committee, ScoreStrategy):
-    """Top-k of the members' mean per-pixel Jensen-Shannon divergence (`losses.committee_js_divergence`)."""
+    """Top-k of the members' mean per-pixel Jensen-Shannon divergence (`scores.committee_js_divergence`)."""
 
     pointwise = True
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
         return self.member_outputs(ctx, candidates,
-                                   lambda probs, _: ctx.task.reduce(losses.committee_js_divergence(probs)))
+                                   lambda probs, _: ctx.task.reduce(scores.committee_js_divergence(probs)))
 
 
 @register("sa")
 class SuggestiveAnnotationStrategy(_Committee, Strategy):
-    """The 2 x budget most uncertain (`losses.committee_variance`, mean over pixels), then max set cover of the
-    unlabeled set by cosine similarity (`losses.max_cover_greedy`)."""
+    """The 2 x budget most uncertain (`scores.committee_variance`, mean over pixels), then max set cover of the
+    unlabeled set by cosine similarity (`selection.max_cover_greedy`)."""
 
     bootstrap = True
     includes_task_model = False
@@ -144,10 +144,10 @@ class SuggestiveAnnotationStrategy(_Committee, Strategy):
         self.check_budget(ctx, budget)
         unlabeled = self.candidates(ctx, budget)
         unc, desc = self.member_outputs(
-            ctx, unlabeled, lambda probs, feats: (ctx.task.reduce(losses.committee_variance(probs)), feats.mean(0)))
+            ctx, unlabeled, lambda probs, feats: (ctx.task.reduce(scores.committee_variance(probs)), feats.mean(0)))
         k_c = min(len(unlabeled), 2 * budget)
         order = torch.sort(unc, descending=True, stable=True).indices[:k_c]
         desc = F.normalize(desc, dim=1)
         sim = desc @ desc[order].T  # (all unlabeled, candidates)
-        picks = order[losses.max_cover_greedy(sim, budget)]
+        picks = order[selection.max_cover_greedy(sim, budget)]
         return np.asarray(unlabeled)[picks.cpu().numpy()].astype(np.int64)

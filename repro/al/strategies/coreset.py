@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from repro.al.losses import kcenter_greedy
+from repro.al.selection import kcenter_greedy
 from repro.al.strategies.base import QueryContext, ScoreOptions, Strategy, register
 
 

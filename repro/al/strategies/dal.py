@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.al.losses import select_topk, split_budget
+from repro.al.selection import select_topk, split_budget
 from repro.al.strategies.base import QueryContext, Strategy, StrategyOptions, register
 from repro.core.infer import predict
 from repro.core.train import FeatureData, NoAugment, TrainContext, TrainingHook, derive_seed, fit

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from repro.al.losses import expected_gradient_length
+from repro.al.scores import expected_gradient_length
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.al.strategies.dfal import bn_affine
 from repro.models.base import final_linear

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.al.losses import kcenter_greedy
 from repro.al.losses.ll import learning_loss_objective, loss_prediction_loss
+from repro.al.selection import kcenter_greedy
 from repro.al.strategies.base import BudgetError, QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.core.train import TrainContext, TrainingHook, device_layout, eval_mode
 from repro.spec.schema import Choice, Float, Int, Optional, spec

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repro.al import losses
+from repro.al import scores
 from repro.al.losses import mal as mal_losses
 from repro.al.parameters import MAL_SUPP_TABLE2, ParameterConfig
 from repro.al.strategies.base import QueryContext, ScoreOptions, Strategy, register
@@ -124,7 +124,7 @@ class MALHook(TrainingHook):
             fu = self.enc.embed(xu)
         logits = positions_first(self.cls(fu.float(), reverse=1.0))  # dense: every pixel a row (pixel mean)
         loss = mal_losses.minimax_entropy_loss(logits, self.o.lam)
-        return loss, fu.detach().float(), losses.entropy(F.softmax(logits.detach(), -1)).mean()
+        return loss, fu.detach().float(), scores.entropy(F.softmax(logits.detach(), -1)).mean()
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if ctx.phase == "task":
@@ -145,7 +145,7 @@ class MALHook(TrainingHook):
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(self.enc):
                 fu = self.enc.embed(xu).float()
             with torch.no_grad():
-                self._ent_sum += losses.entropy(F.softmax(positions_first(self.cls(fu)), -1)).mean()
+                self._ent_sum += scores.entropy(F.softmax(positions_first(self.cls(fu)), -1)).mean()
         if self.disc is not None:  # lines 10-11: L_D after F's updates (a fresh pass, BN statistics untouched)
             with torch.no_grad(), ctx.autocast(), frozen_batchnorm_stats(self.enc):
                 fl, fu = self.enc.embed(x).float(), self.enc.embed(xu).float()
@@ -206,7 +206,7 @@ class MALStrategy(Strategy):
         if ctx.task.name != "classification":  # chunk by chunk: C's pixel-mean entropy and D's logit per image
             def chunk(out):
                 f = out.features.float()
-                ent = ctx.task.reduce(losses.entropy(F.softmax(cls(f), dim=1).movedim(1, -1)))
+                ent = ctx.task.reduce(scores.entropy(F.softmax(cls(f), dim=1).movedim(1, -1)))
                 return ent, (disc(f) if disc is not None else torch.zeros_like(ent))
 
             with eval_mode(cls, *([disc] if disc is not None else [])):
@@ -215,7 +215,7 @@ class MALStrategy(Strategy):
         _, feats = predict(ctx.state["encoder"], ctx.data.train_x, indices, ctx.augmenter,
                            ctx.recipe.eval_batch_size, bf16=False)
         with torch.no_grad():
-            ent = losses.entropy(F.softmax(cls(feats), -1))
+            ent = scores.entropy(F.softmax(cls(feats), -1))
             lab = disc(feats) if disc is not None else None
         return ent, lab
 

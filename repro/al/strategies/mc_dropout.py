@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repro.al import losses
+from repro.al import scores
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.core.train import eval_mode
 from repro.models.base import final_linear
@@ -92,7 +92,7 @@ class _MCScore(ScoreStrategy):
     needs_dropout = True  # checked when params load: the experiment sets `dropout` (or the backbone has one)
     Options = MCOptions
     quick_options = {"passes": 5}
-    score_fn = staticmethod(losses.mc_entropy)
+    score_fn = staticmethod(scores.mc_entropy)
 
     def adapt_model(self, model):
         """Segmentation: a Dropout2d(dense_dropout) in front of the head when the model has no head dropout
@@ -111,9 +111,9 @@ class _MCScore(ScoreStrategy):
 
 @register("mc-entropy")
 class MCEntropyStrategy(_MCScore):
-    """Entropy of the MC-dropout mean prediction (`losses.mc_entropy`; DBAL "Max Entropy")."""
+    """Entropy of the MC-dropout mean prediction (`scores.mc_entropy`; DBAL "Max Entropy")."""
 
-    score_fn = staticmethod(losses.mc_entropy)
+    score_fn = staticmethod(scores.mc_entropy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,9 +125,9 @@ class VariationRatioOptions(MCOptions):
 
 @register("mc-variation-ratio")
 class MCVariationRatioStrategy(_MCScore):
-    """1 - modal vote share over T passes (`losses.variation_ratio`; DBAL "Variation Ratios"); exact ties
+    """1 - modal vote share over T passes (`scores.variation_ratio`; DBAL "Variation Ratios"); exact ties
     (scores are multiples of 1/T) are broken by a random permutation drawn from (run seed, stage). Option
-    `reading: mean_probability` is DAL's code (`losses.mean_probability_variation_ratio`)."""
+    `reading: mean_probability` is DAL's code (`scores.mean_probability_variation_ratio`)."""
 
     Options = VariationRatioOptions
 
@@ -135,7 +135,7 @@ class MCVariationRatioStrategy(_MCScore):
         return self.options.reading == "votes"
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:
-        fn = losses.variation_ratio if self.options.reading == "votes" else losses.mean_probability_variation_ratio
+        fn = scores.variation_ratio if self.options.reading == "votes" else scores.mean_probability_variation_ratio
         if ctx.task.name != "classification":
             return dense_mc_scores(ctx, candidates, self.options.passes, fn)
         return fn(mc_dropout_probs(ctx, candidates, self.options.passes))
@@ -143,6 +143,6 @@ class MCVariationRatioStrategy(_MCScore):
 
 @register("bald")
 class BALDStrategy(_MCScore):
-    """Mutual information between prediction and weights (`losses.bald`; DBAL Eq. 4)."""
+    """Mutual information between prediction and weights (`scores.bald`; DBAL Eq. 4)."""
 
-    score_fn = staticmethod(losses.bald)
+    score_fn = staticmethod(scores.bald)

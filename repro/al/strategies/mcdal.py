@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.al import losses
+from repro.al.losses import mcdal as mcdal_losses
 from repro.al.strategies.base import QueryContext, ScoreOptions, ScoreStrategy, register
 from repro.core.tasks import get_task
 from repro.core.train import TrainContext, TrainingHook, eval_mode, frozen_batchnorm_stats, learning_rate
@@ -27,7 +27,7 @@ from repro.spec.schema import Choice, Int, spec
 @dataclass(frozen=True, kw_only=True)
 class MCDALOptions(ScoreOptions):
     heads: int = spec(Int(2, 16), 2)  # auxiliary heads k (MCDAL Fig. 8: 2, 4, 6, 8)
-    distance: str = spec(Choice(losses.DISCREPANCIES), "l1")  # d(., .) (MCDAL Fig. 7: l1, l2, kl)
+    distance: str = spec(Choice(mcdal_losses.DISCREPANCIES), "l1")  # d(., .) (MCDAL Fig. 7: l1, l2, kl)
 
 
 def head_probs(heads: nn.ModuleList, main_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ class MCDALHook(TrainingHook):
         self._dis_sum, self._dis_n = torch.zeros((), device=ctx.device), 0
 
     def _dis(self, probs: torch.Tensor) -> torch.Tensor:
-        return losses.pairwise_discrepancy(probs, self.distance).mean()
+        return mcdal_losses.pairwise_discrepancy(probs, self.distance).mean()
 
     def training_step(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with ctx.autocast():
@@ -135,10 +135,10 @@ class MCDALStrategy(ScoreStrategy):
         if ctx.task.name == "classification":
             logits, features = ctx.predict(indices)
             with torch.no_grad():
-                d = losses.pairwise_discrepancy(head_probs(heads, logits, features), distance)
+                d = mcdal_losses.pairwise_discrepancy(head_probs(heads, logits, features), distance)
         else:  # chunk by chunk: each classifier's map reduced to (N, C) on the device, then the discrepancy
             with eval_mode(heads):
-                d = ctx.map(indices, lambda out: losses.pairwise_discrepancy(
+                d = ctx.map(indices, lambda out: mcdal_losses.pairwise_discrepancy(
                     head_probs(heads, out.logits, out.features.float()), distance))
         # the code's acquisition L1 sums over classes: C times the training-time mean
         return d * ctx.data.num_classes if self.code_reading and self.options.distance == "l1" else d
@@ -150,7 +150,7 @@ class MCDALStrategy(ScoreStrategy):
         d_l = self.discrepancies(ctx, ctx.pool.labeled)
         if self.code_reading:
             return d_u - d_l.mean()  # no absolute value: the same ranking as top-k D(x_u)
-        return losses.mcdal_acquisition(d_u, d_l)
+        return mcdal_losses.mcdal_acquisition(d_u, d_l)
 
 
 @register("mcdal-code")

@@ -44,8 +44,6 @@ from repro.data.loaders.common import (
 from repro.data.validate import READ_ERRORS, DataError, describe
 from repro.spec.datasets import IGNORE_INDEX, REAL, DatasetSpec
 
-DENSE_REAL = ("cityscapes", "bdd100k", "voc")
-
 EXPECTED = {
     "cityscapes": ("leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
                    "gtFine/{train,val}/<city>/*_gtFine_labelIds.png"),
@@ -447,10 +445,3 @@ def load_dense_real(name: str, root: Path, train_size: int | None = None, test_s
         parts = (*_decode_segmentation(train, tr, spec, lut, valid, what, fix, f"{name} train"),
                  *_decode_segmentation(test, te, spec, lut, valid, what, fix, f"{name} test"))
     return validate_dense(parts, spec, root, fix, (len(tr), len(te)))
-
-
-def prepare_dense(name: str, data_dir: Path | str) -> tuple[int, int]:
-    """List data_dir/<name>/ (nothing decoded): (train, test) image counts; raises as loading would."""
-    train, test = LISTERS[name](Path(data_dir) / name)
-    return len(train.images), len(test.images)
-
