@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from repro.al.methods import load_params, parse_params, run_hash
+from repro.al.methods import load_params, parse_params
 from repro.report import numeric_claims
 from repro.report.audit import audit, render_markdown
 from repro.report.claims import RegistryError, load_registries, validate_registry
@@ -142,7 +142,7 @@ def _write_runs(tmp_path, params, effects: dict, seeds=(0, 1, 2, 3, 4), noise=0.
             rec = {"experiment": experiment, "method": m, "seed": s, "dataset": exp.dataset, "pool_size": exp.pool_size(),
                    "test_size": 100, "initial_pool_sha256": (pools or {}).get((m, s), f"p{s}"), "stages": stages,
                    "provenance": {"git": {"commit": (commits or {}).get((m, s), "abc")},
-                                  "params_sha256": run_hash(params, experiment, m),
+                                  "params_sha256": raw_run_hash(params, experiment, m),
                                   "params_raw_sha256": raw_run_hash(params, experiment, m)}}
             path = Path(params.results_dir) / experiment / m / f"seed{s}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from repro.al.methods import code_sha256, method_spec, run_hash
+from repro.al.methods import code_sha256, method_spec
 from repro.al.strategies import QueryContext, build_strategy
 from repro.core import distributed
 from repro.core.determinism import apply_run_settings
@@ -54,10 +54,11 @@ def load_experiment_data(params: Params, experiment: str, device=None) -> ImageD
 
 
 def run_key(params: Params, experiment: str, method: str, seed: int) -> dict[str, Any]:
-    """What a checkpoint is valid for: the run, its parameters, the code of the core and of its method, and the
-    run settings that change its bits (params' `threads` and `deterministic`)."""
+    """What a checkpoint is valid for: the run, its parameters (the one fingerprint of a run's params,
+    repro.spec.fingerprint: an option default changed in code is a code change, keyed by `code_sha256`), the code
+    of the core and of its method, and the run settings that change its bits (`threads`, `deterministic`)."""
     return {"experiment": experiment, "method": method, "seed": seed,
-            "params_sha256": run_hash(params, experiment, method),
+            "params_sha256": raw_run_hash(params, experiment, method),
             "code_sha256": code_sha256(method_spec(params, method, experiment)[0]),
             "threads": params.threads, "deterministic": params.deterministic}
 

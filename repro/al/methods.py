@@ -7,9 +7,6 @@ dependencies run one way (config <- methods -> strategies).
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -111,20 +108,6 @@ def parse_params(raw: Any, profile: str | None = None) -> Params:
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """config.load_params with the method checks (every profile): what the CLI and the loop use."""
     return config.load_params(path, profile, checks=(check_methods,))
-
-
-def run_hash(params: Params, experiment: str, method: str) -> str:
-    """SHA-256 of everything that determines one run of (experiment, method): the experiment's settings
-    except its lists of methods, seeds and other methods' options, its recipe, and the method's spec."""
-    exp = asdict(params.experiment(experiment))
-    for key in ("methods", "seeds", "options", "paper"):
-        exp.pop(key)
-    exp["features_of"] = method in exp["features_of"]
-    exp["predictions_of"] = method in exp["predictions_of"]  # only the methods whose features are saved
-    spec_ = method_spec(params, method, experiment)
-    payload = {"experiment": exp, "recipe": asdict(params.recipe(params.experiment(experiment).recipe)),
-               "method": [spec_[0], asdict(spec_[1])]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
 def strategy_module(method: str) -> str:

@@ -31,7 +31,7 @@ def provenance(device, params_sha256: str, paths: dict[str, str], code_sha256: s
         "git": git_commit(),
         "code_sha256": code_sha256,
         "params_sha256": params_sha256,
-        "params_raw_sha256": params_raw_sha256,  # repro.spec.fingerprint: what the report stages check, without torch
+        "params_raw_sha256": params_raw_sha256,  # = params_sha256 (repro.spec.fingerprint), the field reports check
         "packages": {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": tv,
                      "numpy": numpy.__version__},
         "device": {"type": getattr(device, "type", str(device)), "name": dev_name,

@@ -2,9 +2,9 @@
 without the lists of methods and seeds, its recipe, and the raw option entries of its method: the variant,
 the profile's `method_options` for its registered method, the experiment's `options` for it).
 
-Run records carry it (`provenance.params_raw_sha256`) beside the normalised `params_sha256`, so the figure and
-audit stages check a record against the current params.yaml without importing the strategies (and torch).
-A changed option default in code is a code change: DVC reruns the run stages that depend on that file."""
+It is the one fingerprint of a run's params: the checkpoint key's `params_sha256` and both provenance fields
+(`params_sha256`, and `params_raw_sha256`, the field the figure and audit stages check without torch). A changed
+option default in code is a code change: the run's code hash (repro.spec.codedeps) and DVC rerun its stages."""
 
 from __future__ import annotations
 
