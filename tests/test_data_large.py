@@ -12,7 +12,7 @@ from PIL import Image
 
 from repro.data.augment import AUGMENTATIONS, Augmenter, center_crop, normalize, random_crop_to
 from repro.data.datasets import _subsample
-from repro.data.loaders import large
+from repro.data.loaders import common, large
 from repro.data.loaders.common import DatasetMissingError
 from repro.data.loaders.real import load_real, real_dataset_present
 from repro.data.validate import DataError
@@ -108,7 +108,7 @@ def test_imagenet_subset_is_the_one_subsampling_keeps(tmp_path, monkeypatch):
 @pytest.mark.parametrize("total,n,salt", [(12, 5, 1), (6, 2, 2), (1000, 37, 1), (10, 10, 1), (10, None, 2), (7, 9, 1)])
 def test_subset_indices_follow_subsample(total, n, salt):
     x = torch.arange(total)
-    assert large.subset_indices(total, n, salt).tolist() == _subsample(x, x, n, salt)[1].tolist()
+    assert common.subset_indices(total, n, salt).tolist() == _subsample(x, x, n, salt)[1].tolist()
 
 
 def test_decoding_is_resize_256_then_centre_crop(tmp_path):
@@ -199,18 +199,18 @@ def test_wrong_split_size_and_damaged_image_are_one_line(tmp_path, monkeypatch):
 def test_memory_cap_refuses_before_decoding(tmp_path, monkeypatch):
     write_imagenet(tmp_path, monkeypatch)
     monkeypatch.setattr(large, "decode", lambda *a, **k: pytest.fail("decoded despite the cap"))
-    monkeypatch.setenv(large.MAX_GIB_ENV, "0.001")  # 1 MiB: 18 images x 192 KiB do not fit
+    monkeypatch.setenv(common.MAX_GIB_ENV, "0.001")  # 1 MiB: 18 images x 192 KiB do not fit
     with pytest.raises(ValueError) as exc:
         load_real("imagenet", tmp_path)
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith("imagenet: 12 train + 6 test images at 3x256x256 uint8 are")
-    for phrase in ("GiB", "0.001 GiB cap", large.MAX_GIB_ENV, "train_size", "streaming data-parallel"):
+    for phrase in ("GiB", "0.001 GiB cap", common.MAX_GIB_ENV, "train_size", "streaming data-parallel"):
         assert phrase in msg, (phrase, msg)
-    monkeypatch.setenv(large.MAX_GIB_ENV, "lots")
+    monkeypatch.setenv(common.MAX_GIB_ENV, "lots")
     with pytest.raises(ValueError, match="REPRO_MAX_DATASET_GIB='lots' is not a positive number"):
         load_real("imagenet", tmp_path)
     # the full ImageNet protocol is refused under the default cap: 1,331,167 images are ~244 GiB
-    monkeypatch.delenv(large.MAX_GIB_ENV)
+    monkeypatch.delenv(common.MAX_GIB_ENV)
     with pytest.raises(ValueError, match=r"1,281,167 train \+ 50,000 test .* 243\.7 GiB, over the 40 GiB cap"):
         large.check_memory("imagenet", 1_281_167, 50_000)
     large.check_memory("imagenet", 64_058, 50_000)  # MAL's first ImageNet split with the full test set: 21 GiB

@@ -49,3 +49,13 @@ def max_dataset_gib() -> float:
 def gib(nbytes: int) -> str:
     gib = nbytes / 2**30
     return f"{gib:.1f}" if gib >= 0.1 else f"{gib:.2g}"
+
+
+def check_memory(name: str, n_train: int, n_test: int, per_example: int, what: str, shape: str, fix: str) -> None:
+    """Refuse (one-line ValueError) a subset whose decoded uint8 arrays exceed the cap, before decoding anything."""
+    need = (n_train + n_test) * per_example
+    cap = max_dataset_gib()
+    if need > cap * 2**30:
+        raise ValueError(f"{name}: {n_train:,} train + {n_test:,} test {what} at {shape} uint8 are {gib(need)} GiB, "
+                         f"over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's train_size / test_size to "
+                         f"decode a subset{fix}")

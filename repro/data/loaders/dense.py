@@ -32,13 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from repro.data.loaders import common
 from repro.data.loaders.common import (
-    MAX_GIB_ENV,
     TEST_SALT,
     TRAIN_SALT,
     DatasetMissingError,
-    gib,
-    max_dataset_gib,
     subset_indices,
 )
 from repro.data.validate import READ_ERRORS, DataError, describe
@@ -110,16 +108,9 @@ def check_dense_memory(spec: DatasetSpec, n_train: int, n_test: int) -> None:
     """Refuse (one-line ValueError) a subset whose uint8 images (and segmentation masks) exceed the cap, before
     decoding anything."""
     c, h, w = spec.stored_shape
-    per_image = c * h * w + (h * w if spec.task == "segmentation" else 0)
-    need = (n_train + n_test) * per_image
-    cap = max_dataset_gib()
-    if need > cap * 2**30:
-        what = "images and masks" if spec.task == "segmentation" else "images"
-        raise ValueError(
-            f"{spec.name}: {n_train:,} train + {n_test:,} test {what} at {c}x{h}x{w} uint8 are {gib(need)} GiB, "
-            f"over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's train_size / test_size to decode a "
-            f"subset, or raise {MAX_GIB_ENV}"
-        )
+    seg = spec.task == "segmentation"
+    common.check_memory(spec.name, n_train, n_test, c * h * w + (h * w if seg else 0),
+                        "images and masks" if seg else "images", f"{c}x{h}x{w}", f", or raise {common.MAX_GIB_ENV}")
 
 
 def _targets_problem(y: Any, spec: DatasetSpec, n: int, split: str) -> str | None:

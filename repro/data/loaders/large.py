@@ -36,13 +36,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from repro.data.loaders import common
 from repro.data.loaders.common import (
-    MAX_GIB_ENV,
     TEST_SALT,
     TRAIN_SALT,
     DatasetMissingError,
-    gib,
-    max_dataset_gib,
     missing,
     subset_indices,
 )
@@ -74,15 +72,9 @@ class Split:
 def check_memory(name: str, n_train: int, n_test: int) -> None:
     """Refuse (one-line ValueError) a subset whose stored uint8 images exceed the cap, before decoding anything."""
     shape = REAL[name].stored_shape
-    need = (n_train + n_test) * math.prod(shape)
-    cap = max_dataset_gib()
-    if need > cap * 2**30:
-        raise ValueError(
-            f"{name}: {n_train:,} train + {n_test:,} test images at {'x'.join(map(str, shape))} uint8 are "
-            f"{gib(need)} GiB, over the {cap:g} GiB cap ({MAX_GIB_ENV}); set the experiment's "
-            f"train_size / test_size to decode a subset: the full {name} protocol needs the streaming "
-            f"data-parallel data path, which is not built yet"
-        )
+    common.check_memory(name, n_train, n_test, math.prod(shape), "images", "x".join(map(str, shape)),
+                        f": the full {name} protocol needs the streaming data-parallel data path, which is not built "
+                        "yet")
 
 
 def decode_one(path: Path, size: int = RESIZE_SIZE) -> torch.Tensor:
