@@ -50,101 +50,18 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from tqdm.auto import tqdm
-
-    from repro.al import loop
-    from repro.al import methods as methods_module
     from repro.core import distributed
-    from repro.core.determinism import apply_run_settings
-    from repro.exec import executors, lockstep
-    from repro.exec.plan import describe_plan
-    from repro.spec import layout
-    from repro.spec.schema import ConfigError
+    from repro.exec import executors, runner
 
-    params = _params(args)
-    apply_run_settings(params)  # threads and the deterministic knob, before CUDA starts (workers apply their own)
-    exp = params.experiment(args.experiment)
-    methods = args.methods or list(exp.methods)
-    for m in methods:
-        if m not in exp.methods:
-            raise ConfigError("method", m, f"allowed for {args.experiment}: {list(exp.methods)}")
-    seeds = exp.seeds if not args.seeds else tuple(args.seeds)
-    runs = [(m, s) for m in methods for s in seeds]
     try:
         array = executors.array_options(args.executor, args.partition, args.gpus_per_run, args.cpus_per_run,
                                         args.array_parallelism, args.timeout_min, args.jobs, distributed.launched())
     except executors.ExecutorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    writer = distributed.is_writer()
-
-    def done_line(method: str, seed: int, last: dict) -> str:
-        return (f"{args.experiment}/{method}/seed{seed}: {last['metric']} {last['value']:.4f} "
-                f"at {last['labeled']} labeled -> {layout.record_path(params, args.experiment, method, seed)}")
-
-    if writer:
-        print(describe_plan(params, args.experiment, runs), flush=True)
-    from repro.core.device import resolve_device
-    from repro.exec.plan import run_is_done
-    from repro.exec.workers import default_jobs, run_parallel
-
-    if distributed.launched():  # torchrun: every rank runs every run, training data-parallel inside each
-        try:
-            methods_module.check_default_steps(params, args.experiment, methods)
-            device = distributed.init_process_group_from_env(resolve_device(params.device))
-            data = loop.load_experiment_data(params, args.experiment, device)
-            for method, seed in runs:
-                rec = loop.run(params, args.experiment, method, seed, data=data, progress=writer and not args.quiet)
-                distributed.barrier()  # rank 0 has written the record before anyone starts the next run
-                if writer:
-                    print(done_line(method, seed, rec["stages"][-1]), flush=True)
-        except distributed.DistributedError as e:  # the same on every rank: rank 0 says it
-            if writer:
-                print(f"error: {e}", file=sys.stderr)
-            return 2
-        finally:
-            distributed.destroy()
-        return 0
-    todo = [(m, s) for m, s in runs if not run_is_done(params, args.experiment, m, s)]
-    if array is not None:
-        failed = []
-        if todo:
-            print(f"{len(todo)} run(s) as one {array.executor} job array; logs: "
-                  f"{executors.log_folder(params, args.experiment)}/", flush=True)
-        finished = executors.run_array(params, args.params, args.profile, args.experiment, todo, array) if todo else ()
-        for fin in finished:
-            if fin.error is None:
-                print(done_line(fin.method, fin.seed, fin.last), flush=True)
-            else:
-                failed.append(fin.error)
-                print(f"error: {fin.error}", file=sys.stderr, flush=True)
-        if failed:
-            print(f"error: {len(failed)} of {len(todo)} run(s) of {args.experiment} failed (errors and logs above)",
-                  file=sys.stderr)
-            return 1
-        runs = [r for r in runs if r not in todo]  # the ones done before re-emit their records below
-    jobs = 1 if array is not None else args.jobs or default_jobs(resolve_device(params.device).type, len(todo))
-    from repro.core.train import grouping_enabled
-
-    grouped = grouping_enabled(params.group_runs, resolve_device(params.device))
-    if jobs > 1 and len(todo) > 1:
-        print(f"{len(todo)} run(s) in {jobs} worker processes (--jobs / REPRO_JOBS)", flush=True)
-        bar = tqdm(total=len(todo), desc=f"{args.experiment} runs", unit="run", disable=args.quiet)
-        for method, seed, last in run_parallel(args.params, args.profile, args.experiment, todo, jobs,
-                                               grouped=grouped):
-            bar.update()
-            tqdm.write(done_line(method, seed, last))
-        bar.close()
-        runs = [r for r in runs if r not in todo]  # the finished ones re-emit their records below
-    data = loop.load_experiment_data(params, args.experiment) if runs else None
-    if grouped and len(runs) > 1:  # lockstep groups (params' group_runs)
-        for rec in lockstep.run_group(params, args.experiment, runs, data=data, progress=not args.quiet):
-            tqdm.write(done_line(rec["method"], rec["seed"], rec["stages"][-1]))
-        return 0
-    for method, seed in tqdm(runs, desc=f"{args.experiment} runs", unit="run", disable=args.quiet or not runs):
-        rec = loop.run(params, args.experiment, method, seed, data=data, progress=not args.quiet)
-        tqdm.write(done_line(method, seed, rec["stages"][-1]))
-    return 0
+    opts = runner.RunOptions(args.params, args.profile, tuple(args.methods or ()), tuple(args.seeds or ()),
+                             args.quiet, args.jobs, array)
+    return runner.run_experiment(_params(args), args.experiment, opts)
 
 
 def cmd_rank(args) -> int:

@@ -12,6 +12,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,136 +95,265 @@ def run(
         return done.value
 
 
-def run_steps(
-    params: Params,
-    experiment: str,
-    method: str,
-    seed: int,
-    data: ImageData | None = None,
-    progress: bool = True,
-) -> Generator[TrainRequest, TrainResult, dict[str, Any]]:
-    """One run as a generator: it yields each stage's training as a `TrainRequest` and is sent the TrainResult
-    (`run` trains it alone, `run_group` in lockstep with others); everything else of the stage is its own.
-    Returns the record."""
+@dataclass
+class Run:
+    """One run's fixed setup and its state between stages (what the stage steps and the observers share)."""
+
+    params: Params
+    experiment: str
+    method: str
+    seed: int
+    exp: Any
+    recipe: Any
+    data: ImageData
+    counts: list[int]
+    strategy: Any
+    augmenter: Augmenter
+    key: dict[str, Any]
+    ckpt: Path
+    writer: bool  # under torchrun only rank 0 writes; every rank computes the same
+    state: dict[str, Any] = field(default_factory=dict)  # what state.json commits after every stage
+    pool: ActivePool | None = None
+    model: Any = None
+    method_state: Any = None
+
+
+class StageObserver:
+    """A side output of the stages (checkpointed modules, features, first-query predictions): told at each point
+    of a stage, in the order the loop's writes must keep (everything before state.json commits the stage)."""
+
+    def resume(self, run: Run, next_stage: int) -> bool:
+        """Whether the checkpoint's side outputs are whole (False: the run starts over)."""
+        return True
+
+    def after_training(self, run: Run, stage: int) -> None: ...
+
+    def after_query(self, run: Run, stage: int, ctx: QueryContext, picked: np.ndarray) -> None: ...
+
+    def before_commit(self, run: Run, stage: int) -> None: ...
+
+    def after_commit(self, run: Run, stage: int) -> None: ...
+
+    def finish(self, run: Run) -> None: ...
+
+
+class CarriedModules(StageObserver):
+    """Methods whose task model and modules carry over between stages: both saved with every stage."""
+
+    def before_commit(self, run: Run, stage: int) -> None:
+        run.ckpt.mkdir(parents=True, exist_ok=True)
+        for name, module in (("model", run.model), ("method_state", run.method_state)):
+            torch.save(module.state_dict(), run.ckpt / f"{name}.pt.tmp")
+            (run.ckpt / f"{name}.pt.tmp").replace(run.ckpt / f"{name}.pt")
+
+
+class StageFeatures(StageObserver):
+    """A `features_of` run's task-model features per stage (ADS Fig. 4): checkpointed with the stage, copied to
+    results/ after it commits and again at the end (DVC may have removed the outs)."""
+
+    def __init__(self):
+        self.features: dict[str, np.ndarray] = {}
+
+    def resume(self, run: Run, next_stage: int) -> bool:
+        features = _load_checkpoint_features(run.ckpt, next_stage)
+        self.features = features or {}
+        return features is not None  # a finished stage's features are gone: start over rather than leave a hole
+
+    def after_training(self, run: Run, stage: int) -> None:  # the model that picks this stage's queries
+        self.features.update(stage_features(run.model, run.data, run.pool, run.augmenter, run.recipe, run.seed,
+                                            stage, run.key["params_sha256"]))
+
+    def before_commit(self, run: Run, stage: int) -> None:
+        atomic_write_npz(run.ckpt / "features.npz", self.features)
+
+    def after_commit(self, run: Run, stage: int) -> None:
+        self.finish(run)
+
+    def finish(self, run: Run) -> None:
+        atomic_write_npz(features_path(run.params, run.experiment, run.method, run.seed), self.features)
+
+
+class FirstQueryPredictions(StageObserver):
+    """A `predictions_of` run's maps of what its first query saw on the images it picked (ADS Fig. 7)."""
+
+    def after_query(self, run: Run, stage: int, ctx: QueryContext, picked: np.ndarray) -> None:
+        if stage == 0 and run.writer:
+            arrays = run.strategy.prediction_maps(ctx, picked[:PREDICTION_IMAGES])
+            atomic_write_npz(run.ckpt / "predictions.npz", {"params_sha256": np.array(run.key["params_sha256"]),
+                                                             "indices": picked[:PREDICTION_IMAGES], **arrays})
+
+    def finish(self, run: Run) -> None:
+        if (run.ckpt / "predictions.npz").is_file():  # results/ may have been wiped
+            with np.load(run.ckpt / "predictions.npz") as z:
+                atomic_write_npz(predictions_path(run.params, run.experiment, run.method, run.seed),
+                                 {k: z[k] for k in z.files})
+
+
+def observers_of(run: Run) -> list[StageObserver]:
+    """The run's side outputs, in write order."""
+    out: list[StageObserver] = [] if run.strategy.reinit_each_stage else [CarriedModules()]
+    if run.method in run.exp.features_of:
+        out.append(StageFeatures())
+    if run.method in run.exp.predictions_of:
+        out.append(FirstQueryPredictions())
+    return out
+
+
+def open_run(params: Params, experiment: str, method: str, seed: int, data: ImageData | None) -> Run:
+    """The run's setup, resumed from its checkpoint when one is valid for it (`run_key`)."""
     apply_run_settings(params)  # torch threads and the deterministic knob (entry points apply them earlier too)
     exp = params.experiment(experiment)
     if method not in exp.methods:
         raise ValueError(f"method {method!r} is not in experiments.{experiment}.methods {list(exp.methods)}")
-    recipe = params.recipe(exp.recipe)
-    device = resolve_device(params.device)
+    device = resolve_device(params.device)  # (checked even when the data are given)
     data = data if data is not None else load_experiment_data(params, experiment, device)
     data = run_data(exp, data, seed)
-    counts = exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule")
-    strategy = build_strategy(*method_spec(params, method, experiment))
-    task = task_of(data)
-    augmenter = Augmenter((), data.spec.mean, data.spec.std, data.train_x.device)
-    key = run_key(params, experiment, method, seed)
-    ckpt = checkpoint_dir(params, experiment, method, seed)
-    out = record_path(params, experiment, method, seed)
+    return Run(params, experiment, method, seed, exp, params.recipe(exp.recipe), data,
+               exp.schedule.labeled_counts(data.pool_size, f"experiments.{experiment}.schedule"),
+               build_strategy(*method_spec(params, method, experiment)),
+               Augmenter((), data.spec.mean, data.spec.std, data.train_x.device),
+               run_key(params, experiment, method, seed), checkpoint_dir(params, experiment, method, seed),
+               distributed.is_writer())
 
-    writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank computes the same
-    state = _load_checkpoint(ckpt, key)
-    save_features = method in exp.features_of
-    features: dict[str, np.ndarray] = {}  # every finished stage's `stage_features`, checkpointed with the stage
-    if state is not None and save_features:
-        features = _load_checkpoint_features(ckpt, state["next_stage"])
-        if features is None:  # a finished stage's features are gone: start over rather than leave a hole
-            if writer:
-                shutil.rmtree(ckpt, ignore_errors=True)
-            state, features = None, {}
+
+def resume(run: Run, observers: list[StageObserver]) -> None:
+    """The run's state: its checkpoint's (with the carried-over modules) or a fresh initial pool."""
+    state = _load_checkpoint(run.ckpt, run.key)
+    if state is not None and not all(o.resume(run, state["next_stage"]) for o in observers):
+        if run.writer:
+            shutil.rmtree(run.ckpt, ignore_errors=True)
+        state = None
     if state is None:
-        pool = ActivePool.initial(exp.dataset, data.pool_size, counts[0], seed)
-        state = {"key": key, "next_stage": 0, "stages": [], "labeled": pool.labeled.tolist(),
-                 "initial_pool_sha256": pool.sha256(), "pending": {"selected_sha256": pool.sha256(),
-                                                                    "selected": counts[0],
-                                                                    "selected_classes": _class_counts(data, pool.labeled),
-                                                                    "query_seconds": 0.0}}
-    pool = ActivePool(data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
-    model, method_state = None, None
-    if state["next_stage"] > 0 and not strategy.reinit_each_stage:  # the task model and method modules carry over
-        model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, 0, "init"), params.data_dir)).to(data.train_x.device)
-        model.load_state_dict(torch.load(ckpt / "model.pt", map_location=data.train_x.device))
-        hook = strategy.training_hook()
+        pool = ActivePool.initial(run.exp.dataset, run.data.pool_size, run.counts[0], run.seed)
+        state = {"key": run.key, "next_stage": 0, "stages": [], "labeled": pool.labeled.tolist(),
+                 "initial_pool_sha256": pool.sha256(),
+                 "pending": {"selected_sha256": pool.sha256(), "selected": run.counts[0],
+                             "selected_classes": _class_counts(run.data, pool.labeled), "query_seconds": 0.0}}
+    run.state = state
+    run.pool = ActivePool(run.data.pool_size, np.asarray(state["labeled"], dtype=np.int64))
+    if state["next_stage"] > 0 and not run.strategy.reinit_each_stage:  # the model and method modules carry over
+        device = run.data.train_x.device
+        run.model = new_model(run, 0)
+        run.model.load_state_dict(torch.load(run.ckpt / "model.pt", map_location=device))
+        hook = run.strategy.training_hook()
         if hook is not None:
-            method_state = torch.nn.ModuleDict(hook.build_modules(model, data.spec)).to(data.train_x.device)
-            method_state.load_state_dict(torch.load(ckpt / "method_state.pt", map_location=data.train_x.device))
+            run.method_state = torch.nn.ModuleDict(hook.build_modules(run.model, run.data.spec)).to(device)
+            run.method_state.load_state_dict(torch.load(run.ckpt / "method_state.pt", map_location=device))
 
-    bar = tqdm(range(state["next_stage"], len(counts)), desc=f"{experiment}/{method}/seed{seed}", unit="stage",
-               disable=not progress, initial=state["next_stage"], total=len(counts))
-    for stage in bar:
-        if pool.n_labeled != counts[stage]:
-            raise RuntimeError(f"stage {stage}: {pool.n_labeled} labeled, expected {counts[stage]}")
-        if model is None or strategy.reinit_each_stage:
-            model = strategy.adapt_model(build_task_model(exp, data, derive_seed(seed, stage, "init"), params.data_dir)).to(data.train_x.device)
-        request = TrainRequest(model, data, pool.labeled, recipe, derive_seed(seed, stage, "train"),
-                               hook=strategy.training_hook(), unlabeled=strategy.training_unlabeled(pool, seed, stage),
-                               progress=f"stage {stage} train" if progress else None,
-                               state=None if strategy.reinit_each_stage else method_state,
-                               name=f"{method}/seed{seed}")
-        trained = yield request
-        t0 = time.perf_counter()
-        method_state = trained.state
-        scores = task.evaluate(model, data.test_x, data.test_y, augmenter, recipe.eval_batch_size, recipe.bf16)
-        value = scores[exp.metric]
-        train_seconds = trained.seconds + time.perf_counter() - t0  # (a lockstep run: its share of the group's)
-        if save_features:  # after training, before the query: the model that picks this stage's queries
-            features.update(stage_features(model, data, pool, augmenter, recipe, seed, stage, key["params_sha256"]))
-        state["stages"].append({
-            "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
-            "metric": exp.metric, "value": value, **state["pending"], "labeled_sha256": pool.sha256(),
-            "train_seconds": train_seconds,
-            # the runs this one trained with in lockstep (its numbers are deterministic given this layout)
-            **({"train_group": request.group} if len(request.group) > 1 else {}),
-            # every metric the task reports, where it reports more than the experiment's own (detection)
-            **({"metrics": scores} if len(scores) > 1 else {}),
-        })
-        bar.set_postfix({exp.metric: f"{value:.3f}"})
-        state["pending"] = None
-        if stage + 1 < len(counts):
-            ctx = QueryContext(model, data, pool, augmenter, recipe, seed, stage, state=method_state)
-            t0 = time.perf_counter()
-            picked = np.asarray(strategy.query(ctx, counts[stage + 1] - counts[stage]), dtype=np.int64)
-            picked = distributed.broadcast_indices(picked)  # (torchrun: rank 0's picks, whatever ties did)
-            query_seconds = time.perf_counter() - t0
-            if stage == 0 and method in exp.predictions_of and writer:  # what the first query saw on the images it picked
-                arrays = strategy.prediction_maps(ctx, picked[:PREDICTION_IMAGES])
-                atomic_write_npz(ckpt / "predictions.npz", {"params_sha256": np.array(key["params_sha256"]),
-                                                             "indices": picked[:PREDICTION_IMAGES], **arrays})
-            pool.label(picked)
-            state["pending"] = {"selected_sha256": indices_sha256(picked), "selected": len(picked),
-                                "selected_classes": _class_counts(data, picked), "query_seconds": query_seconds}
-        state["next_stage"] = stage + 1
-        state["labeled"] = pool.labeled.tolist()
-        if writer and not strategy.reinit_each_stage:  # what carries over: task model + method modules
-            ckpt.mkdir(parents=True, exist_ok=True)
-            for name, module in (("model", model), ("method_state", method_state)):
-                torch.save(module.state_dict(), ckpt / f"{name}.pt.tmp")
-                (ckpt / f"{name}.pt.tmp").replace(ckpt / f"{name}.pt")
-        if writer and save_features:  # the checkpoint's copy first: state.json commits the stage
-            atomic_write_npz(ckpt / "features.npz", features)
-        if writer:
-            atomic_write_json(ckpt / "state.json", state)
-        if writer and save_features:
-            atomic_write_npz(features_path(params, experiment, method, seed), features)
+
+def new_model(run: Run, stage: int):
+    """The task model of a stage, freshly initialised from (seed, stage)."""
+    model = build_task_model(run.exp, run.data, derive_seed(run.seed, stage, "init"), run.params.data_dir)
+    return run.strategy.adapt_model(model).to(run.data.train_x.device)
+
+
+def train_request(run: Run, stage: int, progress: bool) -> TrainRequest:
+    if run.model is None or run.strategy.reinit_each_stage:
+        run.model = new_model(run, stage)
+    s = run.strategy
+    return TrainRequest(run.model, run.data, run.pool.labeled, run.recipe, derive_seed(run.seed, stage, "train"),
+                        hook=s.training_hook(), unlabeled=s.training_unlabeled(run.pool, run.seed, stage),
+                        progress=f"stage {stage} train" if progress else None,
+                        state=None if s.reinit_each_stage else run.method_state, name=f"{run.method}/seed{run.seed}")
+
+
+def evaluate_stage(run: Run, stage: int, request: TrainRequest, trained: TrainResult,
+                   observers: list[StageObserver]) -> float:
+    """Evaluate the trained model and append the stage to the state; returns the stage's metric value."""
+    t0 = time.perf_counter()
+    run.method_state = trained.state
+    r = run.recipe
+    scores = task_of(run.data).evaluate(run.model, run.data.test_x, run.data.test_y, run.augmenter,
+                                        r.eval_batch_size, r.bf16)
+    value = scores[run.exp.metric]
+    train_seconds = trained.seconds + time.perf_counter() - t0  # (a lockstep run: its share of the group's)
+    for o in observers:  # after training, before the query: the model that picks this stage's queries
+        o.after_training(run, stage)
+    pool = run.pool
+    run.state["stages"].append({
+        "stage": stage, "labeled": pool.n_labeled, "labeled_fraction": pool.n_labeled / pool.size,
+        "metric": run.exp.metric, "value": value, **run.state["pending"], "labeled_sha256": pool.sha256(),
+        "train_seconds": train_seconds,
+        # the runs this one trained with in lockstep (its numbers are deterministic given this layout)
+        **({"train_group": request.group} if len(request.group) > 1 else {}),
+        # every metric the task reports, where it reports more than the experiment's own (detection)
+        **({"metrics": scores} if len(scores) > 1 else {}),
+    })
+    run.state["pending"] = None
+    return value
+
+
+def query_stage(run: Run, stage: int, observers: list[StageObserver]) -> None:
+    """The stage's query: label the picks and keep what the next stage's record says about them."""
+    ctx = QueryContext(run.model, run.data, run.pool, run.augmenter, run.recipe, run.seed, stage,
+                       state=run.method_state)
+    t0 = time.perf_counter()
+    budget = run.counts[stage + 1] - run.counts[stage]
+    picked = np.asarray(run.strategy.query(ctx, budget), dtype=np.int64)
+    picked = distributed.broadcast_indices(picked)  # (torchrun: rank 0's picks, whatever ties did)
+    query_seconds = time.perf_counter() - t0
+    for o in observers:  # what the query saw, before the pool changes
+        o.after_query(run, stage, ctx, picked)
+    run.pool.label(picked)
+    run.state["pending"] = {"selected_sha256": indices_sha256(picked), "selected": len(picked),
+                            "selected_classes": _class_counts(run.data, picked), "query_seconds": query_seconds}
+
+
+def commit_stage(run: Run, stage: int, observers: list[StageObserver]) -> None:
+    """Checkpoint the finished stage: the side outputs first, then state.json, which commits it."""
+    run.state["next_stage"] = stage + 1
+    run.state["labeled"] = run.pool.labeled.tolist()
+    if not run.writer:
+        return
+    for o in observers:
+        o.before_commit(run, stage)
+    atomic_write_json(run.ckpt / "state.json", run.state)
+    for o in observers:
+        o.after_commit(run, stage)
+
+
+def finish_run(run: Run, observers: list[StageObserver]) -> dict[str, Any]:
+    """The run's record (written by the writer rank with the side outputs' final copies)."""
+    p, device = run.params, run.data.train_x.device
+    out = record_path(p, run.experiment, run.method, run.seed)
     record = {
-        "experiment": experiment, "method": method, "seed": seed, "paper": exp.paper, "profile": params.profile,
-        "dataset": exp.dataset, "backbone": exp.backbone, "pool_size": data.pool_size,
-        "test_size": len(data.test_y), "initial_pool_sha256": state["initial_pool_sha256"],
-        "stages": state["stages"],
-        "provenance": provenance(data.train_x.device, key["params_sha256"],
-                                 {"record": str(out), "checkpoint": str(ckpt), "data_dir": params.data_dir},
-                                 key["code_sha256"], raw_run_hash(params, experiment, method),
-                                 params.group_runs if grouping_enabled(params.group_runs, data.train_x.device) else 1),
+        "experiment": run.experiment, "method": run.method, "seed": run.seed, "paper": run.exp.paper,
+        "profile": p.profile, "dataset": run.exp.dataset, "backbone": run.exp.backbone,
+        "pool_size": run.data.pool_size, "test_size": len(run.data.test_y),
+        "initial_pool_sha256": run.state["initial_pool_sha256"], "stages": run.state["stages"],
+        "provenance": provenance(device, run.key["params_sha256"],
+                                 {"record": str(out), "checkpoint": str(run.ckpt), "data_dir": p.data_dir},
+                                 run.key["code_sha256"], raw_run_hash(p, run.experiment, run.method),
+                                 p.group_runs if grouping_enabled(p.group_runs, device) else 1),
     }
-    if not writer:
-        return record
-    if save_features:  # (again: a resumed run with no stage left, after DVC removed the outs)
-        atomic_write_npz(features_path(params, experiment, method, seed), features)
-    if method in exp.predictions_of and (ckpt / "predictions.npz").is_file():  # results/ may have been wiped
-        with np.load(ckpt / "predictions.npz") as z:
-            atomic_write_npz(predictions_path(params, experiment, method, seed), {k: z[k] for k in z.files})
-    atomic_write_json(out, record)
+    if run.writer:
+        for o in observers:  # (again: a resumed run with no stage left, after DVC removed the outs)
+            o.finish(run)
+        atomic_write_json(out, record)
     return record
+
+
+def run_steps(params: Params, experiment: str, method: str, seed: int, data: ImageData | None = None,
+              progress: bool = True) -> Generator[TrainRequest, TrainResult, dict[str, Any]]:
+    """One run as a generator: it yields each stage's training as a `TrainRequest` and is sent the TrainResult
+    (`run` trains it alone, `run_group` in lockstep with others); everything else of the stage is its own:
+    evaluate, query, checkpoint, with the side outputs as stage observers. Returns the record."""
+    run = open_run(params, experiment, method, seed, data)
+    observers = observers_of(run)
+    resume(run, observers)
+    n, start = len(run.counts), run.state["next_stage"]
+    bar = tqdm(range(start, n), desc=f"{experiment}/{method}/seed{seed}", unit="stage", disable=not progress,
+               initial=start, total=n)
+    for stage in bar:
+        if run.pool.n_labeled != run.counts[stage]:
+            raise RuntimeError(f"stage {stage}: {run.pool.n_labeled} labeled, expected {run.counts[stage]}")
+        request = train_request(run, stage, progress)
+        trained = yield request
+        bar.set_postfix({run.exp.metric: f"{evaluate_stage(run, stage, request, trained, observers):.3f}"})
+        if stage + 1 < n:
+            query_stage(run, stage, observers)
+        commit_stage(run, stage, observers)
+    return finish_run(run, observers)
 
 
 def feature_sample(pool: ActivePool, seed: int, stage: int, per_side: int = FEATURES_PER_SIDE
