@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from repro.al.losses import ads as ads_losses
 from repro.al.selection import select_topk
 from repro.al.strategies import QueryContext, build_strategy
 from repro.al.strategies.ads import ADSHook, ADSOptions, ADSStrategy
@@ -85,8 +86,6 @@ def test_ads_agreement_and_discrepancy_terms_move_disagreement(data, monkeypatch
     classifiers fixed) pulls them together."""
     import copy
 
-    from repro.al import losses
-
     pool = ActivePool.initial("x", 300, 60, 0)
     strategy = ADSStrategy(ADSOptions())
     model = strategy.adapt_model(_model(data))
@@ -99,7 +98,7 @@ def test_ads_agreement_and_discrepancy_terms_move_disagreement(data, monkeypatch
         hook.epoch_phases = lambda epoch: (phase,) * 3
         with monkeypatch.context() as mp:
             if zero:
-                mp.setattr(losses, zero, lambda s1, s2: (s1 - s2).sum(-1) * 0.0)
+                mp.setattr(ads_losses, zero, lambda s1, s2: (s1 - s2).sum(-1) * 0.0)
             fit(m, data, pool.labeled, recipe, 1, hook=hook, unlabeled=pool.unlabeled)
         return _disagreement(m, data, pool.unlabeled)
 
