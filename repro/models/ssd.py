@@ -3,7 +3,7 @@ SSD for CPU smoke runs.
 
 `build_ssd(num_classes, width=1.0, size=300)` builds `torchvision.models.detection.ssd300_vgg16(weights=None,
 weights_backbone=None, num_classes=num_classes + 1)` (nothing is downloaded) and replaces its anchor generator.
-Equal to amdegroot/ssd.pytorch's SSD300 for VOC (REFERENCE.md section 4): the layer layout (VGG16 conv1_1 ..
+Equal to amdegroot/ssd.pytorch's SSD300 for VOC: the layer layout (VGG16 conv1_1 ..
 conv5_3, dilated fc6 / 1x1 fc7, the L2-normalised conv4_3 with a learned per-channel scale starting at 20,
 extras conv8 .. conv11), 4/6/6/6/4/4 boxes per location, the parameter count (26,285,486 for VOC's 20 classes +
 background) and the prior boxes: ssd.pytorch's `voc` config (data/config.py: min_sizes 30, 60, 111, 162, 213,

@@ -1,7 +1,7 @@
 """WRN-28-2 (Zagoruyko & Komodakis 2016), DAAL's CIFAR task model: pre-activation wide ResNet, depth 28
 (4 blocks per group), widen factor 2: a 3x3 stem of 16 channels, groups of 32/64/128 channels (x width) with
 strides 1/2/2, convolutions without bias, 1x1 projection shortcuts where the shape changes, a final BN + ReLU,
-global average pool, Linear(128, C). 1,467,610 parameters for 10 classes, 1,479,220 for 100 (REFERENCE.md 7)."""
+global average pool, Linear(128, C). 1,467,610 parameters for 10 classes, 1,479,220 for 100 (tests/test_models.py)."""
 
 from __future__ import annotations
 

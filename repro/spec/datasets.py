@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# MCDAL's reference normalises CIFAR-10 with the CIFAR-100 constants (REFERENCE.md section 1, 13).
+# MCDAL's reference normalises CIFAR-10 with the CIFAR-100 constants (weiaicunzai/pytorch-cifar100@11d8418 conf/global_settings.py, which
+# chojw/Maximum-Classifier-Discrepancy-for-Active-Learning@92e1b14 uses).
 CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
 CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -13,7 +14,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # (repro/data/augment.py, `crop224`; evaluation takes the centre crop).
 RESIZE_SIZE, CROP_SIZE = 256, 224
 CITYSCAPES_FRAME = (1024, 2048)  # (H, W) of every Cityscapes frame
-# DRN's Cityscapes statistics (fyu/drn info.json, REFERENCE.md section 10)
+# DRN's Cityscapes statistics (fyu/drn@d75db2e info.json)
 CITYSCAPES_MEAN, CITYSCAPES_STD = (0.290101, 0.328081, 0.286964), (0.182954, 0.186566, 0.184475)
 # torchvision's ssd300_vgg16 transform: mean subtraction on the 0..255 scale, no division ((x/255 - m) / (1/255))
 SSD_MEAN, SSD_STD = (0.48235, 0.45882, 0.40784), (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
@@ -68,7 +69,7 @@ class DatasetSpec:
 REAL = {
     "cifar10": DatasetSpec("cifar10", 3, 32, 32, 10, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True, downloads=True),
     "cifar100": DatasetSpec("cifar100", 3, 32, 32, 100, 50_000, 10_000, CIFAR100_MEAN, CIFAR100_STD, True, downloads=True),
-    # DAL feeds x/255 without mean/std normalisation (REFERENCE.md section 9).
+    # DAL feeds x/255 without mean/std normalisation (dsgissin/DiscriminativeActiveLearning@625e9a1).
     "mnist": DatasetSpec("mnist", 1, 28, 28, 10, 60_000, 10_000, (0.0,), (1.0,), True, downloads=True),
     # Caltech-101 has no official split: a seeded stratified 80/20 split of the 8,677 object images
     # (background class excluded), resized to 64x64 (choice recorded in data/README.md).

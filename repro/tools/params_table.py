@@ -57,7 +57,7 @@ def main(json_out: str | None = None) -> int:
     print(tabulate(shown, headers="keys", tablefmt="github"))
     mismatched = [r for r in table if r["matches"] == "no"]
     if mismatched:
-        print("\nprinted counts our faithful builds do not reproduce (see REFERENCE.md section 7):")
+        print("\nprinted counts our faithful builds do not reproduce (listed, not bent to fit):")
         for r in mismatched:
             print(f"  {r['method']} {r['module']} ({r['setting']}): paper {r['paper']}, ours {r['parameters']:,}")
     return 0

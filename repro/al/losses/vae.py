@@ -3,7 +3,7 @@ uncertainty indicator (OUI) score, as batched tensor functions (torch only, no s
 
 Equations are cited by the papers' names for them (VAAL Sec. 3: the transductive VAE loss L^trd_VAE, the
 VAE's adversarial loss L^adv_VAE, the discriminator's loss L_D); neither paper's text is in shared/papers,
-so the numeric forms follow the reference codes (REFERENCE.md sections 3 and 5)."""
+so the numeric forms follow the reference codes (sinhasam/vaal@67263f3; Beichen1996/SRAAL@274539c)."""
 
 from __future__ import annotations
 

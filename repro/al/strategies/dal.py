@@ -25,14 +25,14 @@ from repro.spec.schema import Bool, Choice, Float, Int, Optional, spec
 class DALOptions(StrategyOptions):
     mini_queries: int = spec(Int(1, 10_000), 20)  # n: the query is split into min(n, K) mini-queries
     # 'none' (default): the paper names no class weights (Sec. 3: "minimize the log loss"), and the reference
-    # code's weights evaluate to 1 for both classes (REFERENCE.md section 9); 'balanced' = N / N_class.
+    # code's weights evaluate to 1 for both classes (dsgissin/DiscriminativeActiveLearning@625e9a1); 'balanced' = N / N_class.
     class_weight: str = spec(Choice(("balanced", "none")), "none")
     # True (default): the unlabeled side is a random min(10 |L|, |U|) subsample, redrawn per mini-query: the
     # paper tunes its 98% stopping rule "for an unlabeled pool 10 times the size of the labeled set" (Sec. 4.3),
     # as the code does. False: the whole unlabeled pool.
     subsample: bool = spec(Bool(), True)
     stop_accuracy: float = spec(Float(0.5, 1.0), 0.98)  # stop when training accuracy exceeds this
-    # Discriminator training, None = the reference's choice by input size (REFERENCE.md section 9).
+    # Discriminator training, None = the reference's choice by input size (dsgissin/DiscriminativeActiveLearning@625e9a1).
     lr: float | None = spec(Optional(Float(0.0, 1.0, lo_open=True)), None)
     max_epochs: int | None = spec(Optional(Int(1, 100_000)), None)
     batch_size: int | None = spec(Optional(Int(1, 1_000_000)), None)

@@ -1,4 +1,5 @@
-"""Learning Loss for Active Learning (Yoo & Kweon, CVPR 2019; "LL4AL", REFERENCE.md section 4).
+"""Learning Loss for Active Learning (Yoo & Kweon, CVPR 2019; "LL4AL"; no official code: the common
+reimplementation is Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7).
 
 A loss-prediction module on the task model's four ResNet stage outputs (per stage: global average pool ->
 Linear(c, 128) -> ReLU; concatenated -> Linear(4 * 128, 1)) is trained jointly with the task model on
@@ -13,7 +14,7 @@ features first picks `preselect_size` representative candidates (default 2 x bud
 then LL takes the top-K predicted loss among them.
 
 The task model and the module are re-initialised every stage (the suite's protocol); the unofficial reference
-code builds them once per trial and keeps them across cycles (REFERENCE.md section 4), a reading not offered.
+code builds them once per trial and keeps them across cycles (Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7), a reading not offered.
 """
 
 from __future__ import annotations

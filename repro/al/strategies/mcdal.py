@@ -1,7 +1,7 @@
 """MCDAL (Cho et al., TNNLS 2022): auxiliary heads on the detached penultimate feature, trained to disagree
 on unlabeled data; acquisition by classifier discrepancy relative to the labeled set.
 
-`mcdal` is the paper's reading (Eqs. 2-5); `mcdal-code` the official code's (REFERENCE.md section 2).
+`mcdal` is the paper's reading (Eqs. 2-5); `mcdal-code` the official code's (chojw/Maximum-Classifier-Discrepancy-for-Active-Learning@92e1b14).
 """
 
 from __future__ import annotations

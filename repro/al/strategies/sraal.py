@@ -2,7 +2,7 @@
 an image decoder, UIR, and a label classifier, STI, trained on L) and a state discriminator whose unlabeled
 targets are relabeled by an online uncertainty indicator (OUI); the query takes the top-k of D(mu(x)).
 
-Reading choices (REFERENCE.md section 5 gives the official code's facts):
+Reading choices (Beichen1996/SRAAL@274539c, the official code):
 - The OUI is the task model itself, scored on each unlabeled batch at the discriminator step (eval mode, no
   gradient): "online" as the paper's name says. The official code trains a separate ResNet-18 OUI for 200
   epochs first and scores the unlabeled pool once before the VAE/D training.
@@ -129,7 +129,7 @@ class SRAALStrategy(ScoreStrategy):
             model = build_model("resnet18", spec.num_classes, spec.channels, (spec.height, spec.width))
             modules = {"task model": model, **strategy.method_modules(model, spec)}
             configs.append(ParameterConfig(cls.name, f"{label}, ResNet-18, latent 200 (official code)",
-                                           modules, {}, "REFERENCE.md section 5"))
+                                           modules, {}, "Beichen1996/SRAAL@274539c"))
         return configs
 
     def score(self, ctx: QueryContext, candidates: np.ndarray) -> torch.Tensor:

@@ -3,7 +3,7 @@ space while a discriminator learns to tell the two pools apart there; the VAE pl
 everything should look labeled). The query takes the unlabeled examples the discriminator finds least
 likely to be labeled: top-k of -D(mu(x)).
 
-Per labeled batch, as the official code (REFERENCE.md section 3): one task step (CE, the recipe's optimizer
+Per labeled batch, as the official code (sinhasam/vaal@67263f3): one task step (CE, the recipe's optimizer
 and schedule), `vae_steps` = 2 VAE steps (the second on a fresh labeled and unlabeled batch), `adv_steps` = 1
 discriminator step on mu computed without gradient; VAE and discriminator each Adam 5e-4, constant rate.
 Inputs of any size are resized to the VAE's 32x32 (VAAL issues #5, #21).

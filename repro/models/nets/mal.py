@@ -1,6 +1,7 @@
 """MAL's networks (Ebrahimi et al., "Minimax Active Learning"): the encoder F (the task model's trunk), the
 cosine-similarity classifier C (Eq. 1), the labeledness discriminator D (Eq. 3), and the supplementary's
-parameter-count configurations (Sec. B: ResNet18 and VGG16-BN on CIFAR-100; REFERENCE.md section 7).
+parameter-count configurations (Sec. B: ResNet18 and VGG16-BN on CIFAR-100; MME's modules,
+VisionLearningGroup/SSDA_MME@ee04ddd model/basenet.py, reproduce those counts).
 
 C follows MME's Predictor_deep (Saito et al. 2019, which MAL builds on) on l2-normalised features (MAL:
 "features are normalized"): l2-normalise -> Linear(d, h) -> l2-normalise -> Linear(h, K, bias=False) / T; the paper's counts give h = 256 for d = 512 (ResNet18: 156,928) and h = 512 for
@@ -19,7 +20,7 @@ from torch import nn
 
 from repro.models.base import Backbone
 
-DISCRIMINATOR_WIDTH = 512  # REFERENCE.md section 7: 525,825 (d = 512) and 13,108,737 (d = 25088)
+DISCRIMINATOR_WIDTH = 512  # MAL supp. Table 2's D: 525,825 (d = 512) and 13,108,737 (d = 25088)
 
 
 def classifier_hidden(feature_dim: int) -> int:

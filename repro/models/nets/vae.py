@@ -1,7 +1,7 @@
 """VAAL's and SRAAL's networks: the convolutional VAE for 32x32 images, its MLP twin on task-model features
 (DAAL's "VAAL + TF"), SRAAL's split-latent VAE with its label classifier, and the latent discriminators.
 
-Shapes and layer counts follow the reference implementations (REFERENCE.md sections 3 and 5); `width`
+Shapes and layer counts follow the reference implementations (sinhasam/vaal@67263f3 model.py; Beichen1996/SRAAL@274539c); `width`
 scales every convolution's channel count (1 = the papers' networks; smaller only for tests and smoke runs).
 """
 
