@@ -55,8 +55,9 @@ def run_experiment(params: Params, experiment: str, opts: RunOptions) -> int:
         if _array(params, experiment, todo, opts):
             return 1
         runs = [r for r in runs if r not in todo]  # the ones done before re-emit their records below
-    jobs = 1 if opts.array is not None else opts.jobs or default_jobs(resolve_device(params.device).type, len(todo))
-    grouped = grouping_enabled(params.group_runs, resolve_device(params.device))
+    device = resolve_device(params.device)
+    jobs = 1 if opts.array is not None else opts.jobs or default_jobs(device.type, len(todo))
+    grouped = grouping_enabled(params.group_runs, device)
     if jobs > 1 and len(todo) > 1:
         _workers(params, experiment, todo, jobs, grouped, opts)
         runs = [r for r in runs if r not in todo]  # the finished ones re-emit their records below
