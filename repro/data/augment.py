@@ -79,14 +79,12 @@ def crop_offsets(x: torch.Tensor, gen: torch.Generator, size: tuple[int, int]) -
 
 
 def random_crop_to(x: torch.Tensor, gen: torch.Generator, size: int = CROP_SIZE) -> torch.Tensor:
-    """Per-image random size x size crop (no padding): offsets uniform over 0..H-size and 0..W-size, drawn from
-    `gen` on x's device; one gather for the batch."""
+    """Per-image random size x size crop (no padding): `frame_crop`'s window; images already size x size (the
+    synthetic stand-ins) pass unchanged, with no draws."""
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"crop224 needs images of at least {size}x{size}, got {h}x{w}")
-    if h == size and w == size:  # already the crop size (the synthetic stand-ins): nothing to draw
-        return x
-    return _gather_crops(x, *crop_offsets(x, gen, (size, size)), size, size)
+    return frame_crop(x, None, gen, (size, size))[0]
 
 
 def center_crop(x: torch.Tensor, size: int | tuple[int, int] = CROP_SIZE) -> torch.Tensor:
